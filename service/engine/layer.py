@@ -1,0 +1,75 @@
+"""Weights and outputs of one recurrent layer (one direction): a plain LSTM or a Skim-LSTM.
+
+Gate order is i, f, g, o (as torch.nn.LSTM); the two biases of PyTorch are summed into one.
+Skim layers add a small cell (hidden d' < d, updating only h[:d'], c[:d']) and a decision
+layer on [x_t; h_{t-1}] whose softmax gives (p_read, p_skim).
+
+Canonical decision rule, shared by every backend so that decisions are identical:
+  p_skim = sigmoid(z_skim - z_read)   (= softmax(z)[1])
+  skim   = float32(p_skim) > float32(threshold)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LayerWeights:
+    W_ih: np.ndarray            # (4d, e)
+    W_hh: np.ndarray            # (4d, d)
+    b: np.ndarray               # (4d,)
+    Ws_ih: np.ndarray | None = None   # (4d', e)   small cell, skim layers only
+    Ws_hh: np.ndarray | None = None   # (4d', d)
+    bs: np.ndarray | None = None      # (4d',)
+    Wd: np.ndarray | None = None      # (2, e+d)   decision layer
+    bd: np.ndarray | None = None      # (2,)
+
+    @property
+    def input_size(self) -> int:
+        return self.W_ih.shape[1]
+
+    @property
+    def hidden_size(self) -> int:
+        return self.W_hh.shape[1]
+
+    @property
+    def small_size(self) -> int:
+        return 0 if self.Ws_hh is None else self.Ws_hh.shape[0] // 4
+
+    @property
+    def skims(self) -> bool:
+        return self.Wd is not None
+
+    @classmethod
+    def from_dict(cls, weights: dict[str, np.ndarray], prefix: str) -> "LayerWeights":
+        get = lambda k: weights.get(prefix + k)  # noqa: E731
+        lw = cls(get("W_ih"), get("W_hh"), get("b"), get("Ws_ih"), get("Ws_hh"), get("bs"), get("Wd"), get("bd"))
+        lw.check()
+        return lw
+
+    def check(self) -> None:
+        e, d = self.input_size, self.hidden_size
+        assert self.W_ih.shape == (4 * d, e) and self.W_hh.shape == (4 * d, d) and self.b.shape == (4 * d,)
+        if self.skims:
+            ds = self.small_size
+            if not 0 < ds < d:
+                raise ValueError(f"small hidden size {ds} must be in (0, {d})")
+            assert self.Ws_ih.shape == (4 * ds, e) and self.bs.shape == (4 * ds,)
+            assert self.Wd.shape == (2, e + d) and self.bd.shape == (2,)
+
+
+@dataclass
+class LayerOutput:
+    hs: np.ndarray       # (T, d) float32: hidden state after each token
+    skim: np.ndarray     # (T,) bool: True where the token was skimmed
+    p_skim: np.ndarray   # (T,) float32: decision probability (0 for plain LSTM layers)
+
+    @property
+    def skimmed(self) -> int:
+        return int(self.skim.sum())
+
+
+def decide(p_skim: float, threshold: float) -> bool:
+    return bool(np.float32(p_skim) > np.float32(threshold))

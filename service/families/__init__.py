@@ -1,0 +1,18 @@
+"""Model families: manifest 'family' -> the class that serves it. A new family registers here."""
+from __future__ import annotations
+
+from ..artifacts import Artifact
+from .base import ServedModel
+from .classifier import Classifier
+
+FAMILIES: dict[str, type[ServedModel]] = {
+    "lstm": Classifier,
+    "skim-lstm": Classifier,
+}
+
+
+def build_model(artifact: Artifact, kernel: str = "fast") -> ServedModel:
+    family = artifact.manifest["family"]
+    if family not in FAMILIES:
+        raise ValueError(f"{artifact.name}: unknown model family '{family}' (known: {sorted(FAMILIES)})")
+    return FAMILIES[family](artifact, kernel)

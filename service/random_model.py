@@ -1,0 +1,42 @@
+"""Random-weight artifacts in the real format: for tests and benchmarks that need no trained model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .artifacts import write_artifact
+
+DEFAULT_WORDS = ("the a an and of to is it this that film movie good bad great awful not very was "
+                 "but with for as on at by from plot acting story boring funny . , ! ? ' n't 's").split()
+
+
+def random_layer_weights(rng: np.random.Generator, e: int, d: int, d_small: int, prefix: str = "rnn.",
+                         scale: float = 0.3, skim_bias: float = 0.0) -> dict[str, np.ndarray]:
+    r = lambda *s: (rng.standard_normal(s) * scale / np.sqrt(s[-1]) * 3).astype(np.float32)  # noqa: E731
+    w = {prefix + "W_ih": r(4 * d, e), prefix + "W_hh": r(4 * d, d), prefix + "b": r(4 * d)}
+    if d_small:
+        w.update({prefix + "Ws_ih": r(4 * d_small, e), prefix + "Ws_hh": r(4 * d_small, d),
+                  prefix + "bs": r(4 * d_small), prefix + "Wd": r(2, e + d),
+                  prefix + "bd": np.array([0.0, skim_bias], np.float32)})
+    return w
+
+
+def make_random_classifier(folder: str | Path, e: int = 16, d: int = 24, d_small: int = 4, seed: int = 0,
+                           words: tuple[str, ...] = DEFAULT_WORDS, name: str | None = None) -> dict:
+    """d_small=0 gives a plain LSTM ('lstm' family); otherwise a Skim-LSTM."""
+    rng = np.random.default_rng(seed)
+    vocab = ["<pad>", "<unk>", *words]
+    weights = {"embedding": rng.standard_normal((len(vocab), e)).astype(np.float32)}
+    weights.update(random_layer_weights(rng, e, d, d_small))
+    weights["head.W"] = rng.standard_normal((2, d)).astype(np.float32)
+    weights["head.b"] = np.zeros(2, np.float32)
+    family = "skim-lstm" if d_small else "lstm"
+    manifest = {
+        "name": name or Path(folder).name, "version": "0-random", "task": "classify", "family": family,
+        "sizes": {"embed": e, "hidden": d, "small_hidden": d_small},
+        "labels": ["negative", "positive"], "default_threshold": 0.5,
+        "tokenizer": {"name": "skimserve-ptb-lower-v1"},
+        "training": {"command": f"random weights, seed {seed}", "data": None},
+    }
+    return write_artifact(folder, manifest, weights, vocab)

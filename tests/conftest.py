@@ -1,0 +1,18 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from service.random_model import make_random_classifier
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = ROOT / "models"
+
+
+@pytest.fixture(scope="session")
+def random_models_dir(tmp_path_factory) -> Path:
+    """A models dir with a tiny random Skim-LSTM and a tiny random LSTM, in the real artifact format."""
+    root = tmp_path_factory.mktemp("models")
+    make_random_classifier(root / "tiny-skim", d_small=4, seed=1)
+    make_random_classifier(root / "tiny-lstm", d_small=0, seed=2)
+    return root

@@ -1,0 +1,1 @@
+"""Training, export and evaluation of skimserve models (PyTorch only where training needs it)."""
