@@ -1,0 +1,109 @@
+"""PyTorch training-time models: a standard LSTM classifier and a Skim-LSTM classifier (Seo et al. 2018).
+
+Parameter names and layouts match the runtime artifact (service/engine/layer.py): gate order i,f,g,o,
+one summed bias, small cell W_hh over the whole h_{t-1}, decision layer on [x_t; h_{t-1}].
+Training uses the Gumbel-softmax relaxation (soft mixture of the read and skim states, eq. 6);
+eval mode uses hard decisions: skim iff p_skim > threshold.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class LSTMClassifier(nn.Module):
+    def __init__(self, emb: torch.Tensor, d: int, n_labels: int, dropout: float = 0.3, freeze_emb: bool = True):
+        super().__init__()
+        self.embedding = nn.Embedding.from_pretrained(emb, freeze=freeze_emb, padding_idx=0)
+        self.lstm = nn.LSTM(emb.shape[1], d, batch_first=True)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(d, n_labels)
+
+    def forward(self, ids, lengths, **_):
+        x = self.drop(self.embedding(ids))
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, (h, _) = self.lstm(packed)
+        return self.head(self.drop(h[-1])), None
+
+    def export_weights(self) -> dict:
+        L = self.lstm
+        return {"rnn.W_ih": L.weight_ih_l0, "rnn.W_hh": L.weight_hh_l0, "rnn.b": L.bias_ih_l0 + L.bias_hh_l0,
+                "head.W": self.head.weight, "head.b": self.head.bias}
+
+
+class SkimLSTMClassifier(nn.Module):
+    def __init__(self, emb: torch.Tensor, d: int, d_small: int, n_labels: int, dropout: float = 0.3,
+                 freeze_emb: bool = True):
+        super().__init__()
+        e = emb.shape[1]
+        self.d, self.ds = d, d_small
+        self.embedding = nn.Embedding.from_pretrained(emb, freeze=freeze_emb, padding_idx=0)
+        k, ks, kd = 1 / d ** 0.5, 1 / d_small ** 0.5, 1 / (e + d) ** 0.5
+        u = lambda shape, s: nn.Parameter(torch.empty(shape).uniform_(-s, s))  # noqa: E731
+        self.W_ih, self.W_hh, self.b = u((4 * d, e), k), u((4 * d, d), k), u((4 * d,), k)
+        self.Ws_ih, self.Ws_hh, self.bs = u((4 * d_small, e), ks), u((4 * d_small, d), ks), u((4 * d_small,), ks)
+        self.Wd, self.bd = u((2, e + d), kd), nn.Parameter(torch.zeros(2))
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(d, n_labels)
+
+    def init_from_lstm(self, lstm: LSTMClassifier) -> None:
+        """Start the big cell, embedding and head from a trained LSTM (stabler skim training)."""
+        w = lstm.export_weights()
+        with torch.no_grad():
+            self.W_ih.copy_(w["rnn.W_ih"]), self.W_hh.copy_(w["rnn.W_hh"]), self.b.copy_(w["rnn.b"])
+            self.head.weight.copy_(w["head.W"]), self.head.bias.copy_(w["head.b"])
+            self.embedding.weight.copy_(lstm.embedding.weight)
+
+    @staticmethod
+    def _cell(gates, c):
+        i, f, g, o = gates.chunk(4, dim=-1)
+        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c_new), c_new
+
+    def forward(self, ids, lengths, tau: float = 1.0, threshold: float = 0.5):
+        """Returns logits and (log p per step (B,T,2), skim decisions (B,T) in eval mode, valid mask)."""
+        B, T = ids.shape
+        d, ds = self.d, self.ds
+        x = self.drop(self.embedding(ids))
+        e = x.shape[-1]
+        xb = x @ self.W_ih.t() + self.b          # input parts for all steps at once (training only)
+        xs = x @ self.Ws_ih.t() + self.bs
+        xd = x @ self.Wd[:, :e].t() + self.bd
+        Wd_h = self.Wd[:, e:]
+        h = x.new_zeros(B, d)
+        c = x.new_zeros(B, d)
+        valid = (torch.arange(T, device=ids.device)[None, :] < lengths[:, None])
+        logps, skims = [], []
+        for t in range(T):
+            z = xd[:, t] + h @ Wd_h.t()
+            logp = F.log_softmax(z, dim=-1)
+            h_r, c_r = self._cell(xb[:, t] + h @ self.W_hh.t(), c)
+            h_s, c_s = self._cell(xs[:, t] + h @ self.Ws_hh.t(), c[:, :ds])
+            h_s = torch.cat([h_s, h[:, ds:]], dim=1)
+            c_s = torch.cat([c_s, c[:, ds:]], dim=1)
+            if self.training:
+                r = F.gumbel_softmax(logp, tau=tau, hard=False)
+                skim_w = r[:, 1:2]
+            else:
+                skim_w = (torch.sigmoid(z[:, 1] - z[:, 0]) > threshold).float()[:, None]
+                skims.append(skim_w[:, 0])
+            h_new = (1 - skim_w) * h_r + skim_w * h_s
+            c_new = (1 - skim_w) * c_r + skim_w * c_s
+            m = valid[:, t:t + 1].float()
+            h = m * h_new + (1 - m) * h
+            c = m * c_new + (1 - m) * c
+            logps.append(logp)
+        logits = self.head(self.drop(h))
+        return logits, (torch.stack(logps, 1), torch.stack(skims, 1) if skims else None, valid)
+
+    def export_weights(self) -> dict:
+        return {"rnn.W_ih": self.W_ih, "rnn.W_hh": self.W_hh, "rnn.b": self.b, "rnn.Ws_ih": self.Ws_ih,
+                "rnn.Ws_hh": self.Ws_hh, "rnn.bs": self.bs, "rnn.Wd": self.Wd, "rnn.bd": self.bd,
+                "head.W": self.head.weight, "head.b": self.head.bias}
+
+
+def skim_loss(aux, gamma: float) -> torch.Tensor:
+    """gamma * mean over real tokens of -log p_skim (eq. 8)."""
+    logp, _, valid = aux
+    return gamma * (-(logp[..., 1] * valid).sum() / valid.sum())

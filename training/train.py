@@ -1,0 +1,220 @@
+"""Train an LSTM or Skim-LSTM sentiment classifier and write it as a skimserve artifact.
+
+  python -m training.train --dataset sst2 --family lstm --name sst2-lstm
+  python -m training.train --dataset sst2 --family skim --name sst2-skim --init-from models/sst2-lstm
+
+Seeded; early stopping on the dev split (never the test split); a JSON-lines log of the run is kept
+in the artifact folder (train_log.jsonl) and the exact command in its manifest.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import platform
+import random
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from service.artifacts import load_artifact, write_artifact
+from service.tokenizer import TOKENIZER_NAME, tokenize
+
+from . import data
+from .torch_models import LSTMClassifier, SkimLSTMClassifier, skim_loss
+from .vocab import build_vocab, cached_vocab
+
+
+def encode(examples, index, max_len):
+    unk = index["<unk>"]
+    out = []
+    for ex in examples:
+        ids = [index.get(t, unk) for t in tokenize(ex.text)] or [unk]
+        out.append((ids[-max_len:] if max_len else ids, ex.label))  # keep the end: the classifier reads the last state
+    return out
+
+
+def batches(encoded, batch_size, rng: random.Random | None):
+    """Length-bucketed batches (less padding); shuffled when rng is given."""
+    order = list(range(len(encoded)))
+    if rng:
+        rng.shuffle(order)
+    chunk = batch_size * 50
+    for s in range(0, len(order), chunk):
+        part = sorted(order[s:s + chunk], key=lambda i: len(encoded[i][0]))
+        bs = [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
+        if rng:
+            rng.shuffle(bs)
+        for b in bs:
+            seqs = [encoded[i][0] for i in b]
+            T = max(map(len, seqs))
+            ids = torch.zeros(len(b), T, dtype=torch.long)
+            for j, s_ in enumerate(seqs):
+                ids[j, :len(s_)] = torch.tensor(s_)
+            yield ids, torch.tensor([len(s_) for s_ in seqs]), torch.tensor([encoded[i][1] for i in b])
+
+
+@torch.no_grad()
+def evaluate(model, encoded, device, batch_size=256, threshold=0.5):
+    model.eval()
+    correct = n = skimmed = tokens = 0
+    for ids, lengths, labels in batches(encoded, batch_size, None):
+        ids, lengths, labels = ids.to(device), lengths.to(device), labels.to(device)
+        logits, aux = model(ids, lengths, threshold=threshold)
+        correct += (logits.argmax(-1) == labels).sum().item()
+        n += len(labels)
+        if aux is not None:
+            _, skims, valid = aux
+            skimmed += (skims * valid).sum().item()
+            tokens += valid.sum().item()
+    model.train()
+    return correct / n, (skimmed / tokens if tokens else 0.0)
+
+
+def tau_at(step: int, rate: float) -> float:
+    return max(0.5, math.exp(-rate * step))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", required=True, choices=sorted(data.LOADERS))
+    p.add_argument("--family", required=True, choices=["lstm", "skim"])
+    p.add_argument("--name", required=True)
+    p.add_argument("--out-dir", default="models")
+    p.add_argument("--data-dir", default=None, help="default: $SKIMSERVE_DATA or ../shared/data")
+    p.add_argument("--vocab-cache", default=None, help="folder caching vocab + GloVe rows per dataset")
+    p.add_argument("--init-from", default=None, help="artifact of a trained LSTM to start a Skim-LSTM from")
+    p.add_argument("--d", type=int, default=100)
+    p.add_argument("--d-small", type=int, default=10)
+    p.add_argument("--gamma", type=float, default=0.02)
+    p.add_argument("--tau-rate", type=float, default=1e-4)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--tune-embeddings", action="store_true", help="default: GloVe rows frozen")
+    p.add_argument("--max-len", type=int, default=0, help="training truncation (keep last N tokens); 0 = none")
+    p.add_argument("--max-steps", type=int, default=20000)
+    p.add_argument("--eval-every", type=int, default=200)
+    p.add_argument("--patience", type=int, default=3000, help="stop when dev accuracy has not improved for N steps")
+    p.add_argument("--min-skim", type=float, default=0.0,
+                   help="skim models: only checkpoints whose dev skim rate is at least this count as best")
+    p.add_argument("--time-budget", type=float, default=0, help="stop after N seconds of training (keeps the best)")
+    p.add_argument("--limit", type=int, default=None, help="use only N training examples (smoke tests)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = p.parse_args(argv)
+
+    random.seed(args.seed), np.random.seed(args.seed), torch.manual_seed(args.seed)
+    t_start = time.time()
+    train = data.load(args.dataset, "train", args.data_dir, args.limit)
+    dev = data.load(args.dataset, "dev", args.data_dir, args.limit)
+    vocab_key = f"{args.dataset}-{args.limit or 'full'}"
+    if args.init_from:
+        base = load_artifact(args.init_from)
+        vocab, emb = base.vocab, base.weights["embedding"]
+        vocab_stats = base.manifest.get("vocab_stats", {})
+    else:
+        vocab, emb, vocab_stats = cached_vocab(Path(args.vocab_cache) if args.vocab_cache else None, vocab_key,
+                                               lambda: build_vocab([ex.text for ex in train]))
+    index = {w: i for i, w in enumerate(vocab)}
+    enc_train, enc_dev = encode(train, index, args.max_len), encode(dev, index, 0)
+    emb_t = torch.tensor(emb)
+    device = torch.device(args.device)
+    if args.family == "lstm":
+        model = LSTMClassifier(emb_t, args.d, 2, args.dropout, not args.tune_embeddings)
+    else:
+        model = SkimLSTMClassifier(emb_t, args.d, args.d_small, 2, args.dropout, not args.tune_embeddings)
+        if args.init_from:
+            lstm = LSTMClassifier(emb_t, args.d, 2)
+            with torch.no_grad():
+                bw = base.weights
+                lstm.lstm.weight_ih_l0.copy_(torch.tensor(bw["rnn.W_ih"]))
+                lstm.lstm.weight_hh_l0.copy_(torch.tensor(bw["rnn.W_hh"]))
+                lstm.lstm.bias_ih_l0.copy_(torch.tensor(bw["rnn.b"])), lstm.lstm.bias_hh_l0.zero_()
+                lstm.head.weight.copy_(torch.tensor(bw["head.W"])), lstm.head.bias.copy_(torch.tensor(bw["head.b"]))
+            model.init_from_lstm(lstm)
+    model.to(device).train()
+    opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=args.lr)
+
+    out = Path(args.out_dir) / args.name
+    out.mkdir(parents=True, exist_ok=True)
+    log_lines = []
+
+    def log(rec):
+        rec = {"time_s": round(time.time() - t_start, 1), **rec}
+        log_lines.append(json.dumps(rec))
+        tqdm.write(json.dumps(rec))
+
+    log({"event": "start", "args": vars(args), "train": len(train), "dev": len(dev), "vocab": vocab_stats})
+    rng = random.Random(args.seed)
+    best = (-1.0, None, 0, 0.0)  # dev acc, state, step, skim
+    step, epoch, stop = 0, 0, False
+    bar = tqdm(total=args.max_steps, desc=args.name, mininterval=5)
+    while not stop:
+        epoch += 1
+        for ids, lengths, labels in batches(enc_train, args.batch_size, rng):
+            ids, lengths, labels = ids.to(device), lengths.to(device), labels.to(device)
+            tau = tau_at(step, args.tau_rate)
+            logits, aux = model(ids, lengths, tau=tau)
+            loss = F.cross_entropy(logits, labels)
+            if aux is not None:
+                loss = loss + skim_loss(aux, args.gamma)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            step += 1
+            bar.update(1)
+            if step % args.eval_every == 0:
+                acc, skim = evaluate(model, enc_dev, device)
+                eligible = args.family == "lstm" or skim >= args.min_skim
+                improved = eligible and acc > best[0]
+                if improved:
+                    best = (acc, copy.deepcopy(model.state_dict()), step, skim)
+                log({"event": "eval", "step": step, "epoch": epoch, "tau": round(tau, 4), "loss": round(loss.item(), 4),
+                     "dev_acc": round(acc, 4), "dev_skim": round(skim, 4), "best": improved})
+                bar.set_postfix(dev=f"{acc:.3f}", skim=f"{skim:.2f}")
+                if step - best[2] >= args.patience and best[1] is not None:
+                    stop = True
+            if step >= args.max_steps or (args.time_budget and time.time() - t_start > args.time_budget):
+                stop = True
+            if stop:
+                break
+    bar.close()
+    if best[1] is None:
+        best = (*evaluate(model, enc_dev, device)[:1], copy.deepcopy(model.state_dict()), step, 0.0)
+    model.load_state_dict(best[1])
+    log({"event": "done", "best_step": best[2], "best_dev_acc": best[0], "best_dev_skim": best[3], "steps": step})
+
+    weights = {k: v.detach().cpu().float().numpy() for k, v in model.export_weights().items()}
+    weights["embedding"] = model.embedding.weight.detach().cpu().numpy().astype(np.float16)  # halves the size
+    (out / "train_log.jsonl").write_text("\n".join(log_lines) + "\n", encoding="utf-8")
+    family = "lstm" if args.family == "lstm" else "skim-lstm"
+    cmd = "python -m training.train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    manifest = {
+        "name": args.name, "version": time.strftime("%Y%m%d"), "task": "classify", "family": family,
+        "sizes": {"embed": emb.shape[1], "hidden": args.d, "small_hidden": args.d_small if family != "lstm" else 0},
+        "labels": data.LABELS, "default_threshold": 0.5,
+        "tokenizer": {"name": TOKENIZER_NAME, "module": "service/tokenizer.py", "lowercase": True},
+        "vocab_stats": vocab_stats,
+        "training": {"command": cmd, "dataset": args.dataset, "data": f"../shared/data/{args.dataset}",
+                     "splits": {"train": len(train), "dev": len(dev)}, "split_seed": data.SPLIT_SEED,
+                     "hyperparameters": {k: v for k, v in vars(args).items() if k not in ("name", "out_dir", "device")},
+                     "embeddings": "GloVe 6B 50d, " + ("fine-tuned" if args.tune_embeddings else "frozen"),
+                     "best_step": best[2], "dev_accuracy": best[0], "dev_skim_rate": best[3],
+                     "device": str(device), "torch": torch.__version__, "python": platform.python_version(),
+                     "seconds": round(time.time() - t_start, 1)},
+    }
+    write_artifact(out, manifest, weights, vocab, extra_files=("train_log.jsonl",))
+    print(f"wrote {out} (dev acc {best[0]:.4f}, dev skim {best[3]:.3f})")
+
+
+if __name__ == "__main__":
+    main()

