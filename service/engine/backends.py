@@ -19,7 +19,11 @@ def _load(name: str) -> LayerKernel:
         from . import fast  # compiled C kernel; ImportError if it was not built
 
         return fast.run_layer
-    raise ValueError(f"unknown layer kernel '{name}' (known: reference, fast)")
+    if name in ("torch-cuda", "torch-cpu"):
+        from . import gpu  # PyTorch (lazy); ImportError without torch or, for torch-cuda, without CUDA
+
+        return gpu.load(name)
+    raise ValueError(f"unknown layer kernel '{name}' (known: reference, fast, torch-cuda, torch-cpu)")
 
 
 def get_layer_kernel(name: str = "fast") -> tuple[str, LayerKernel]:
