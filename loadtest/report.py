@@ -1,0 +1,256 @@
+"""Turn headless Locust runs (loadtest/results/<run>/) into a markdown table and PNG plots.
+
+  python loadtest/report.py                       # every run under loadtest/results/
+  python loadtest/report.py RUN_DIR ... --out DIR --title "CPU vs GPU"
+
+Reads each run's locust_stats.csv (client-side request latency and throughput, per task and threshold:
+request names are "/classify <task> t=<threshold>"), locust_skim.csv (server-reported skim rate, FLOP
+reduction and model per-token latency) and meta.json (label, users, hardware). Writes into --out:
+  REPORT.md                 one table row per run x task x threshold, plus the hardware of each run
+  latency_vs_threshold.png  request latency p50/p95/p99 vs threshold, one line per run
+  throughput_vs_threshold.png
+  per_token_vs_threshold.png  server-side model time per token (p50) vs threshold
+  skim_vs_noskim.png        request p50 and per-token p50: skim (each threshold) vs no skim
+                            (threshold 1.0 or a dense LSTM), per run
+Safe to import (Locust imports every .py file under loadtest/); matplotlib is imported lazily.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+NAME_RE = re.compile(r"^/(?P<endpoint>\w+) (?P<task>\w+) t=(?P<thr>[0-9.eE+-]+)$")
+
+
+@dataclass
+class Row:
+    run: str
+    label: str
+    users: int
+    task: str
+    threshold: float
+    model: str = ""
+    kernel: str = ""
+    requests: int = 0
+    failures: int = 0
+    rps: float = math.nan
+    p50: float = math.nan
+    p95: float = math.nan
+    p99: float = math.nan
+    skim_rate: float = math.nan
+    flop_reduction: float = math.nan
+    tokens: float = math.nan
+    tok_p50: float = math.nan
+    tok_p95: float = math.nan
+    model_ms_p50: float = math.nan
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def series(self) -> str:
+        return f"{self.label} u={self.users}"
+
+
+def _f(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _kernels(meta: dict) -> dict[str, str]:
+    models = meta.get("server_models")
+    if isinstance(models, dict):
+        models = models.get("models", models)
+    out = {}
+    if isinstance(models, list):
+        for m in models:
+            if isinstance(m, dict) and "name" in m:
+                out[m["name"]] = str(m.get("kernel", ""))
+    return out
+
+
+def load_run(run_dir: Path) -> tuple[dict, list[Row]]:
+    meta = json.loads((run_dir / "meta.json").read_text()) if (run_dir / "meta.json").exists() else {}
+    label = meta.get("label") or run_dir.name
+    users = int(meta.get("users", 0))
+    kernels = _kernels(meta)
+    skim = {}
+    if (run_dir / "locust_skim.csv").exists():
+        with open(run_dir / "locust_skim.csv") as f:
+            for r in csv.DictReader(f):
+                skim[(r["task"], round(_f(r["threshold"]), 6))] = r
+    rows = []
+    with open(run_dir / "locust_stats.csv") as f:
+        for r in csv.DictReader(f):
+            m = NAME_RE.match(r.get("Name", ""))
+            if not m:
+                continue
+            thr = round(_f(m["thr"]), 6)
+            s = skim.get((m["task"], thr), {})
+            model = s.get("model") or meta.get(f"{m['task']}_model") or meta.get("model") or ""
+            rows.append(Row(
+                run=run_dir.name, label=label, users=users, task=m["task"], threshold=thr, model=model,
+                kernel=kernels.get(model, ""), requests=int(_f(r["Request Count"])),
+                failures=int(_f(r["Failure Count"])), rps=_f(r["Requests/s"]), p50=_f(r["50%"]),
+                p95=_f(r["95%"]), p99=_f(r["99%"]), skim_rate=_f(s.get("skim_rate_mean")),
+                flop_reduction=_f(s.get("flop_reduction_mean")), tokens=_f(s.get("tokens_mean")),
+                tok_p50=_f(s.get("per_token_us_p50")), tok_p95=_f(s.get("per_token_us_p95")),
+                model_ms_p50=_f(s.get("model_ms_p50"))))
+    return meta, rows
+
+
+def find_runs(paths: list[str]) -> list[Path]:
+    runs = []
+    for p in map(Path, paths or [str(HERE / "results")]):
+        if (p / "locust_stats.csv").exists():
+            runs.append(p)
+        else:
+            runs += sorted(q.parent for q in p.glob("*/locust_stats.csv"))
+    return runs
+
+
+def fmt(v, nd=1):
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
+
+
+def markdown(metas: dict[str, dict], rows: list[Row], title: str) -> str:
+    out = [f"# {title}", "",
+           "Request latency and throughput are client-side (Locust, ms); per-token latency is the server's "
+           "model time divided by tokens (µs, from the response body); skim rate and FLOP reduction are "
+           "server-reported means. Threshold 1.0 never skims (p_skim > 1 is impossible).", ""]
+    out += ["## Runs and hardware", "", "| run | label | users | run time | CPU | GPU | kernels |", "|---|---|---|---|---|---|---|"]
+    for name, m in metas.items():
+        hw = m.get("hardware", {})
+        gpus = "; ".join(hw.get("gpus", [])) or "-"
+        ks = ", ".join(f"{k}={v}" for k, v in sorted(_kernels(m).items())) or "-"
+        out.append(f"| {name} | {m.get('label', '')} | {m.get('users', '')} | {m.get('run_time_s', '')} s | "
+                   f"{hw.get('cpu', '')} ({hw.get('cpus', '?')} cpus) | {gpus} | {ks} |")
+    out += ["", "## Results", "",
+            "| label | users | task | model | kernel | threshold | skim rate | FLOP red. | tokens | req p50 ms | "
+            "req p95 ms | req p99 ms | req/s | token p50 µs | token p95 µs | requests | failures |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r.task, r.label, r.users, -r.threshold)):
+        out.append(f"| {r.label} | {r.users} | {r.task} | {r.model} | {r.kernel} | {r.threshold:g} | "
+                   f"{fmt(r.skim_rate, 2)} | {fmt(r.flop_reduction, 2)} | {fmt(r.tokens, 0)} | {fmt(r.p50, 0)} | "
+                   f"{fmt(r.p95, 0)} | {fmt(r.p99, 0)} | {fmt(r.rps, 1)} | {fmt(r.tok_p50, 1)} | "
+                   f"{fmt(r.tok_p95, 1)} | {r.requests} | {r.failures} |")
+    out += ["", "Plots: latency_vs_threshold.png, throughput_vs_threshold.png, per_token_vs_threshold.png, "
+            "skim_vs_noskim.png", ""]
+    return "\n".join(out)
+
+
+def _series(rows, task):
+    by = {}
+    for r in rows:
+        if r.task == task:
+            by.setdefault(r.series, []).append(r)
+    return {k: sorted(v, key=lambda r: r.threshold) for k, v in sorted(by.items())}
+
+
+def _line_plot(rows, tasks, path, metrics, ylabel, title, logy=True):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 4.8), squeeze=False)
+    styles = {"p50": "-", "p95": "--", "p99": ":"}
+    for ax, task in zip(axes[0], tasks):
+        for i, (series, rs) in enumerate(_series(rows, task).items()):
+            color = f"C{i % 10}"
+            for attr, name in metrics:
+                xs = [r.threshold for r in rs]
+                ys = [getattr(r, attr) for r in rs]
+                if all(math.isnan(y) for y in ys):
+                    continue
+                if len(set(r.model for r in rs)) == 1 and rs[0].kernel and len(xs) == 1:
+                    ax.axhline(ys[0], color=color, ls=styles.get(name, "-"), alpha=0.7,
+                               label=f"{series} {name} (dense)")
+                else:
+                    ax.plot(xs, ys, styles.get(name, "-"), marker="o", ms=3, color=color,
+                            label=f"{series} {name}".strip())
+        ax.set_title(f"{task}")
+        ax.set_xlabel("threshold (1.0 = no skimming)")
+        ax.set_ylabel(ylabel)
+        if logy:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _skim_bar(rows, tasks, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(tasks), figsize=(6.5 * len(tasks), 8), squeeze=False)
+    for j, task in enumerate(tasks):
+        for i, (attr, ylabel) in enumerate((("p50", "request p50 (ms)"), ("tok_p50", "per-token p50 (µs)"))):
+            ax = axes[i][j]
+            labels, vals, colors = [], [], []
+            for k, (series, rs) in enumerate(_series(rows, task).items()):
+                for r in sorted(rs, key=lambda r: -r.threshold):
+                    dense = r.threshold >= 1.0 or (not math.isnan(r.skim_rate) and r.skim_rate == 0
+                                                   and "lstm" in r.model and "skim" not in r.model)
+                    tag = "no skim" if dense else f"skim t={r.threshold:g} ({fmt(100 * r.skim_rate, 0)}%)"
+                    labels.append(f"{series}\n{tag}")
+                    vals.append(getattr(r, attr))
+                    colors.append(f"C{k % 10}")
+            bars = ax.bar(range(len(vals)), vals, color=colors)
+            ax.bar_label(bars, labels=[fmt(v, 1) for v in vals], fontsize=6)
+            ax.set_xticks(range(len(vals)), labels, rotation=75, fontsize=6)
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{task}: {ylabel}")
+            ax.grid(alpha=0.3, axis="y", which="both")
+    fig.suptitle("skim vs no skim")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="*", help="run dirs or folders of run dirs (default loadtest/results)")
+    ap.add_argument("--out", default=None, help="output folder (default: the first folder given, or results/)")
+    ap.add_argument("--title", default="skimserve load test report")
+    ap.add_argument("--no-plots", action="store_true")
+    args = ap.parse_args(argv)
+    runs = find_runs(args.runs)
+    if not runs:
+        print("no runs found (expected */locust_stats.csv)", file=sys.stderr)
+        return 1
+    metas, rows = {}, []
+    for run in runs:
+        meta, rs = load_run(run)
+        metas[run.name] = meta
+        rows += rs
+    out = Path(args.out) if args.out else (Path(args.runs[0]) if args.runs and not (Path(args.runs[0]) / "locust_stats.csv").exists() else HERE / "results")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "REPORT.md").write_text(markdown(metas, rows, args.title))
+    if not args.no_plots and rows:
+        tasks = sorted({r.task for r in rows})
+        _line_plot(rows, tasks, out / "latency_vs_threshold.png", [("p50", "p50"), ("p95", "p95"), ("p99", "p99")],
+                   "request latency (ms)", "request latency vs threshold")
+        _line_plot(rows, tasks, out / "throughput_vs_threshold.png", [("rps", "")], "requests/s",
+                   "throughput vs threshold")
+        _line_plot(rows, tasks, out / "per_token_vs_threshold.png", [("tok_p50", "p50"), ("tok_p95", "p95")],
+                   "model time per token (µs)", "per-token latency vs threshold")
+        _skim_bar(rows, tasks, out / "skim_vs_noskim.png")
+    print(f"wrote {out / 'REPORT.md'} ({len(rows)} rows from {len(runs)} runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
