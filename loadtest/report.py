@@ -41,6 +41,7 @@ class Row:
     requests: int = 0
     failures: int = 0
     rps: float = math.nan
+    avg: float = math.nan
     p50: float = math.nan
     p95: float = math.nan
     p99: float = math.nan
@@ -51,6 +52,12 @@ class Row:
     tok_p95: float = math.nan
     model_ms_p50: float = math.nan
     extra: dict = field(default_factory=dict)
+
+    @property
+    def rps_equiv(self) -> float:
+        """Closed-loop throughput this threshold alone would give: users / mean latency (Little's law).
+        Each user cycles through the thresholds, so Locust's own req/s per name is only a share."""
+        return self.users * 1000.0 / self.avg if self.avg and self.users else math.nan
 
     @property
     def series(self) -> str:
@@ -98,7 +105,7 @@ def load_run(run_dir: Path) -> tuple[dict, list[Row]]:
             rows.append(Row(
                 run=run_dir.name, label=label, users=users, task=m["task"], threshold=thr, model=model,
                 kernel=kernels.get(model, ""), requests=int(_f(r["Request Count"])),
-                failures=int(_f(r["Failure Count"])), rps=_f(r["Requests/s"]), p50=_f(r["50%"]),
+                failures=int(_f(r["Failure Count"])), rps=_f(r["Requests/s"]), avg=_f(r["Average Response Time"]), p50=_f(r["50%"]),
                 p95=_f(r["95%"]), p99=_f(r["99%"]), skim_rate=_f(s.get("skim_rate_mean")),
                 flop_reduction=_f(s.get("flop_reduction_mean")), tokens=_f(s.get("tokens_mean")),
                 tok_p50=_f(s.get("per_token_us_p50")), tok_p95=_f(s.get("per_token_us_p95")),
@@ -124,7 +131,9 @@ def markdown(metas: dict[str, dict], rows: list[Row], title: str) -> str:
     out = [f"# {title}", "",
            "Request latency and throughput are client-side (Locust, ms); per-token latency is the server's "
            "model time divided by tokens (µs, from the response body); skim rate and FLOP reduction are "
-           "server-reported means. Threshold 1.0 never skims (p_skim > 1 is impossible).", ""]
+           "server-reported means. Threshold 1.0 never skims (p_skim > 1 is impossible). Each Locust user "
+           "cycles through the thresholds, so 'req/s' is that threshold's share of the run; 'req/s equiv.' = "
+           "users / mean latency is the closed-loop throughput the threshold alone would give.", ""]
     out += ["## Runs and hardware", "", "| run | label | users | run time | CPU | GPU | kernels |", "|---|---|---|---|---|---|---|"]
     for name, m in metas.items():
         hw = m.get("hardware", {})
@@ -134,12 +143,12 @@ def markdown(metas: dict[str, dict], rows: list[Row], title: str) -> str:
                    f"{hw.get('cpu', '')} ({hw.get('cpus', '?')} cpus) | {gpus} | {ks} |")
     out += ["", "## Results", "",
             "| label | users | task | model | kernel | threshold | skim rate | FLOP red. | tokens | req p50 ms | "
-            "req p95 ms | req p99 ms | req/s | token p50 µs | token p95 µs | requests | failures |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "req p95 ms | req p99 ms | req/s | req/s equiv. | token p50 µs | token p95 µs | requests | failures |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r.task, r.label, r.users, -r.threshold)):
         out.append(f"| {r.label} | {r.users} | {r.task} | {r.model} | {r.kernel} | {r.threshold:g} | "
                    f"{fmt(r.skim_rate, 2)} | {fmt(r.flop_reduction, 2)} | {fmt(r.tokens, 0)} | {fmt(r.p50, 0)} | "
-                   f"{fmt(r.p95, 0)} | {fmt(r.p99, 0)} | {fmt(r.rps, 1)} | {fmt(r.tok_p50, 1)} | "
+                   f"{fmt(r.p95, 0)} | {fmt(r.p99, 0)} | {fmt(r.rps, 1)} | {fmt(r.rps_equiv, 1)} | {fmt(r.tok_p50, 1)} | "
                    f"{fmt(r.tok_p95, 1)} | {r.requests} | {r.failures} |")
     out += ["", "Plots: latency_vs_threshold.png, throughput_vs_threshold.png, per_token_vs_threshold.png, "
             "skim_vs_noskim.png", ""]
@@ -243,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         tasks = sorted({r.task for r in rows})
         _line_plot(rows, tasks, out / "latency_vs_threshold.png", [("p50", "p50"), ("p95", "p95"), ("p99", "p99")],
                    "request latency (ms)", "request latency vs threshold")
-        _line_plot(rows, tasks, out / "throughput_vs_threshold.png", [("rps", "")], "requests/s",
+        _line_plot(rows, tasks, out / "throughput_vs_threshold.png", [("rps_equiv", "")], "requests/s (users / mean latency)",
                    "throughput vs threshold")
         _line_plot(rows, tasks, out / "per_token_vs_threshold.png", [("tok_p50", "p50"), ("tok_p95", "p95")],
                    "model time per token (µs)", "per-token latency vs threshold")

@@ -1,0 +1,101 @@
+"""The CPU-vs-GPU comparison: start a local server per kernel, run the same Locust scenarios against each,
+stop it. Every run goes through run_headless.py (loopback only, bounded), so the CSVs land in
+<results>/<prefix>-<kernel label>-<scenario>/ and report.py turns them into the report.
+
+  python loadtest/run_matrix.py --models-dir models --kernels cpu=fast,gpu=torch-cuda --run-time 20s \
+      --prefix h100 --results loadtest/results/cpu-vs-gpu
+
+Scenarios (model per task picked from --models-dir: sst2-skim / imdb-skim / imdb-lstm / sst2-lstm, or the
+tiny random models tiny-skim / tiny-lstm when trained ones are missing; the choice is recorded):
+  skim-short-u1   short texts, skim model, 1 user (batch 1), thresholds swept
+  skim-long-u1    long texts, skim model, 1 user, thresholds swept
+  skim-long-u8    long texts, skim model, 8 concurrent users, thresholds swept
+  dense-short-u1  short texts, dense LSTM, 1 user (no threshold effect)
+  dense-long-u1   long texts, dense LSTM, 1 user
+  dense-long-u8   long texts, dense LSTM, 8 concurrent users
+The kernel is chosen with the server's setting ($SKIMSERVE_KERNEL, see service/config.py).
+Safe to import (Locust imports every .py file under loadtest/).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+SKIM_THRESHOLDS = "1.0,0.7,0.5,0.3,0.1"
+
+
+def pick_models(models_dir: Path) -> dict[str, str]:
+    have = {p.name for p in models_dir.iterdir() if (p / "manifest.json").exists()}
+    pick = {}
+    for key, wanted, fallback in (("short_skim", "sst2-skim", "tiny-skim"), ("long_skim", "imdb-skim", "tiny-skim"),
+                                  ("short_dense", "sst2-lstm", "tiny-lstm"), ("long_dense", "imdb-lstm", "tiny-lstm")):
+        pick[key] = wanted if wanted in have else (fallback if fallback in have else "")
+    return pick
+
+
+def scenarios(m: dict[str, str], users_many: int) -> list[dict]:
+    out = [
+        {"name": "skim-short-u1", "tasks": "short", "short_model": m["short_skim"], "users": 1, "thr": SKIM_THRESHOLDS},
+        {"name": "skim-long-u1", "tasks": "long", "long_model": m["long_skim"], "users": 1, "thr": SKIM_THRESHOLDS},
+        {"name": f"skim-long-u{users_many}", "tasks": "long", "long_model": m["long_skim"], "users": users_many,
+         "thr": SKIM_THRESHOLDS},
+        {"name": "dense-short-u1", "tasks": "short", "short_model": m["short_dense"], "users": 1, "thr": "1.0"},
+        {"name": "dense-long-u1", "tasks": "long", "long_model": m["long_dense"], "users": 1, "thr": "1.0"},
+        {"name": f"dense-long-u{users_many}", "tasks": "long", "long_model": m["long_dense"], "users": users_many,
+         "thr": "1.0"},
+    ]
+    return [s for s in out if s.get("short_model", s.get("long_model"))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import run_headless
+    from _server import running_server
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models-dir", default="models")
+    ap.add_argument("--kernels", default="cpu=fast,gpu=torch-cuda", help="label=kernel,...")
+    ap.add_argument("--run-time", default="20s")
+    ap.add_argument("--users", type=int, default=8, help="concurrent users of the *-u<N> scenarios")
+    ap.add_argument("--prefix", default="local")
+    ap.add_argument("--results", default=str(HERE / "results"))
+    ap.add_argument("--only", default="", help="comma list of scenario names to run")
+    ap.add_argument("--kernel-env", default="SKIMSERVE_KERNEL", help="server setting that picks the kernel")
+    args = ap.parse_args(argv)
+
+    models_dir = Path(args.models_dir).resolve()
+    picked = pick_models(models_dir)
+    plan = [s for s in scenarios(picked, args.users) if not args.only or s["name"] in args.only.split(",")]
+    Path(args.results).mkdir(parents=True, exist_ok=True)
+    summary = {"models": picked, "kernels": args.kernels, "run_time": args.run_time, "runs": []}
+    rc = 0
+    for item in args.kernels.split(","):
+        label, kernel = item.split("=", 1)
+        log = Path(args.results) / f"server-{args.prefix}-{label}.log"
+        t0 = time.time()
+        with running_server(models_dir, env={args.kernel_env: kernel}, timeout=120, log=log) as url:
+            for s in plan:
+                name = f"{args.prefix}-{label}-{s['name']}"
+                cmd = ["--host", url, "--name", name, "--users", str(s["users"]), "--run-time", args.run_time,
+                       "--tasks", s["tasks"], "--thresholds", s["thr"], "--label", f"{label} {kernel}",
+                       "--results-dir", args.results]
+                for k in ("short_model", "long_model"):
+                    if s.get(k):
+                        cmd += [f"--{k.replace('_', '-')}", s[k]]
+                print(f"== {name}", flush=True)
+                r = run_headless.main(cmd)
+                rc = rc or r
+                summary["runs"].append({"name": name, "kernel": kernel, **s, "rc": r})
+        summary.setdefault("server_wall_s", {})[label] = round(time.time() - t0, 1)
+    (Path(args.results) / f"matrix-{args.prefix}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
