@@ -54,6 +54,17 @@ def scenarios(m: dict[str, str], users_many: int) -> list[dict]:
     return [s for s in out if s.get("short_model", s.get("long_model"))]
 
 
+def warm_up(url: str, models: set[str], n: int = 5) -> None:
+    """A few requests per model before measuring: CUDA context, cuDNN plans and weight uploads happen here."""
+    import httpx
+
+    text = "a gorgeous , witty , seductive movie that is never boring . " * 10
+    with httpx.Client(base_url=url, timeout=120) as c:
+        for m in sorted(models):
+            for i in range(n):
+                c.post("/classify", params={"model": m, "threshold": (1.0, 0.3)[i % 2]}, json={"text": text})
+
+
 def main(argv: list[str] | None = None) -> int:
     import run_headless
     from _server import running_server
@@ -80,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         log = Path(args.results) / f"server-{args.prefix}-{label}.log"
         t0 = time.time()
         with running_server(models_dir, env={args.kernel_env: kernel}, timeout=120, log=log) as url:
+            warm_up(url, {m for m in picked.values() if m})
             for s in plan:
                 name = f"{args.prefix}-{label}-{s['name']}"
                 cmd = ["--host", url, "--name", name, "--users", str(s["users"]), "--run-time", args.run_time,
