@@ -16,3 +16,14 @@ def random_models_dir(tmp_path_factory) -> Path:
     make_random_classifier(root / "tiny-skim", d_small=4, seed=1)
     make_random_classifier(root / "tiny-lstm", d_small=0, seed=2)
     return root
+
+
+def real_sentences(dataset: str, n: int) -> list[str]:
+    """First n test-split texts, or skip when the shared data is absent."""
+    from training import data
+
+    try:
+        examples = data.load(dataset, "test", limit=n)
+    except FileNotFoundError:
+        pytest.skip(f"dataset {dataset} not found under {data.data_dir()}")
+    return [ex.text for ex in examples]

@@ -107,3 +107,22 @@ def skim_loss(aux, gamma: float) -> torch.Tensor:
     """gamma * mean over real tokens of -log p_skim (eq. 8)."""
     logp, _, valid = aux
     return gamma * (-(logp[..., 1] * valid).sum() / valid.sum())
+
+
+def from_artifact(artifact) -> nn.Module:
+    """Rebuild the PyTorch model from a shipped artifact's numpy weights (for equivalence tests)."""
+    w = {k: torch.tensor(v) for k, v in artifact.weights.items()}
+    sizes = artifact.manifest["sizes"]
+    n_labels = len(artifact.manifest["labels"])
+    if artifact.manifest["family"] == "lstm":
+        m = LSTMClassifier(w["embedding"], sizes["hidden"], n_labels)
+        with torch.no_grad():
+            m.lstm.weight_ih_l0.copy_(w["rnn.W_ih"]), m.lstm.weight_hh_l0.copy_(w["rnn.W_hh"])
+            m.lstm.bias_ih_l0.copy_(w["rnn.b"]), m.lstm.bias_hh_l0.zero_()
+            m.head.weight.copy_(w["head.W"]), m.head.bias.copy_(w["head.b"])
+    else:
+        m = SkimLSTMClassifier(w["embedding"], sizes["hidden"], sizes["small_hidden"], n_labels)
+        with torch.no_grad():
+            for k, v in m.export_weights().items():
+                v.copy_(w[k])
+    return m.eval()

@@ -189,7 +189,8 @@ def main(argv=None):
                 break
     bar.close()
     if best[1] is None:
-        best = (*evaluate(model, enc_dev, device)[:1], copy.deepcopy(model.state_dict()), step, 0.0)
+        acc, skim = evaluate(model, enc_dev, device)  # no checkpoint qualified: keep the last, report it truly
+        best = (acc, copy.deepcopy(model.state_dict()), step, skim)
     model.load_state_dict(best[1])
     log({"event": "done", "best_step": best[2], "best_dev_acc": best[0], "best_dev_skim": best[3], "steps": step})
 

@@ -1,0 +1,48 @@
+"""Publish the best of several trained variants as a served model (selection by dev split only).
+
+  python -m training.publish --name sst2-skim --min-dev-skim 0.5 RUNS/sst2-skim-*
+Picks the variant with the highest dev accuracy among those whose dev skim rate reaches
+--min-dev-skim, copies it to models/NAME, records every candidate in the manifest, re-signs it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from service.artifacts import MANIFEST, read_manifest, refresh_checksums
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser()
+    p.add_argument("--name", required=True)
+    p.add_argument("--out-dir", default="models")
+    p.add_argument("--min-dev-skim", type=float, default=0.0)
+    p.add_argument("variants", nargs="+")
+    args = p.parse_args(argv)
+    cands = []
+    for v in args.variants:
+        m = read_manifest(Path(v))
+        t = m["training"]
+        cands.append({"variant": m["name"], "dev_accuracy": t["dev_accuracy"], "dev_skim_rate": t["dev_skim_rate"],
+                      "command": t["command"], "path": v})
+    ok = [c for c in cands if c["dev_skim_rate"] >= args.min_dev_skim] or cands
+    best = max(ok, key=lambda c: c["dev_accuracy"])
+    dest = Path(args.out_dir) / args.name
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(best["path"], dest)
+    m = json.loads((dest / MANIFEST).read_text())
+    m["name"] = args.name
+    m["selection"] = {"rule": f"highest dev accuracy among variants with dev skim rate >= {args.min_dev_skim}",
+                      "chosen": best["variant"],
+                      "candidates": [{k: c[k] for k in ("variant", "dev_accuracy", "dev_skim_rate", "command")}
+                                     for c in cands]}
+    (dest / MANIFEST).write_text(json.dumps(m, indent=2) + "\n")
+    refresh_checksums(dest)
+    print(f"published {best['variant']} as {dest} (dev acc {best['dev_accuracy']:.4f}, skim {best['dev_skim_rate']:.3f})")
+
+
+if __name__ == "__main__":
+    main()
