@@ -48,7 +48,7 @@ class Cost:
         }
 
 
-def layer_cost_dict(name: str, w: LayerWeights, out: LayerOutput) -> F.LayerCost:
+def layer_cost(w: LayerWeights, out: LayerOutput) -> F.LayerCost:
     return F.layer_cost(w.input_size, w.hidden_size, w.small_size, len(out.skim), out.skimmed, w.skims)
 
 
@@ -82,7 +82,7 @@ class ServedModel:
     def cost(layers: list[tuple[str, LayerWeights, LayerOutput]], head_flops: int, seconds: float) -> Cost:
         per_layer, tokens, skimmed, flops, full = [], 0, 0, head_flops, head_flops
         for name, w, out in layers:
-            lc = layer_cost_dict(name, w, out)
+            lc = layer_cost(w, out)
             per_layer.append({"layer": name, "tokens": lc.tokens, "skimmed": lc.skimmed, "skim_rate": lc.skim_rate,
                               "flops": lc.flops, "flops_full": lc.flops_full})
             tokens += lc.tokens

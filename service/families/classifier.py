@@ -9,7 +9,7 @@ from .. import flops as F
 from ..artifacts import Artifact
 from ..engine.layer import LayerOutput, LayerWeights
 from ..tokenizer import Token
-from .base import Cost, ServedModel, timed
+from .base import Cost, ServedModel, layer_cost, timed
 
 
 @dataclass
@@ -41,6 +41,12 @@ class Classifier(ServedModel):
         out = self.kernel(self.layer, x, threshold)
         h_last = out.hs[-1] if len(ids) else np.zeros(self.layer.hidden_size, np.float32)
         return self.head_W @ h_last + self.head_b, out
+
+    def layer_cost(self, out: LayerOutput) -> F.LayerCost:
+        """The request's cost without timing: recurrent layer plus head (used by evaluation)."""
+        lc = layer_cost(self.layer, out)
+        head = F.head_flops(self.layer.hidden_size, len(self.labels))
+        return F.LayerCost(lc.tokens, lc.skimmed, lc.flops + head, lc.flops_full + head)
 
     def classify_tokens(self, tokens: list[Token], threshold: float | None = None) -> ClassifyResult:
         threshold = self.default_threshold if threshold is None else float(threshold)
