@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# CPU vs GPU on one GPU machine: the same Locust scenarios (loadtest/run_matrix.py) against the server
+# on its CPU (SKIMSERVE_KERNEL=fast, falls back to the NumPy reference if the C kernel is not built) and on
+# CUDA (SKIMSERVE_KERNEL=torch-cuda). Writes everything under ${OUT:-loadtest/results}/ and, if OUT is
+# set, a single results.tgz there.
+#   usage: loadtest/gpu_compare.sh [PREFIX] [RUN_TIME]     e.g. loadtest/gpu_compare.sh h100 20s
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PREFIX=${1:-gpu}; RUN_TIME=${2:-20s}
+PY=${PYTHON:-python3}
+if ls .whl/*.whl >/dev/null 2>&1 && ! $PY -c "import locust, fastapi, uvicorn" 2>/dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
+[ -d .carry/loadtest/data ] && export SKIMSERVE_DATA=${SKIMSERVE_DATA:-$PWD/.carry/loadtest/data}
+DEST=${OUT:-loadtest/results}/cpu-vs-gpu; mkdir -p "$DEST"
+{ date -u; nvidia-smi -L; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; lscpu;
+  $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version())"; } \
+  > "$DEST/hardware.txt" 2>&1
+[ -f setup.py ] && $PY setup.py -q build_ext --inplace > "$DEST/build_fast.log" 2>&1
+$PY -m pytest -q -p no:cacheprovider tests/test_gpu_backend.py > "$DEST/gpu_backend_tests.txt" 2>&1
+if ! $PY -c "import service.api" 2>/dev/null; then
+  echo "service.api missing: using loadtest/_standin_server.py" | tee "$DEST/SERVER_STANDIN.txt"
+  export SKIMSERVE_SERVE_CMD="{python} loadtest/_standin_server.py --models-dir {models_dir} --port {port}"
+fi
+timeout 520 $PY loadtest/run_matrix.py --models-dir models --kernels cpu=fast,gpu=torch-cuda \
+  --run-time "$RUN_TIME" --prefix "$PREFIX" --results "$DEST" > "$DEST/matrix.log" 2>&1
+echo "run_matrix rc=$?" >> "$DEST/matrix.log"
+[ -n "${OUT:-}" ] && tar czf "$OUT/results.tgz" -C "$OUT" cpu-vs-gpu
+tail -5 "$DEST/matrix.log"; tail -3 "$DEST/gpu_backend_tests.txt"
