@@ -55,7 +55,8 @@ def running_server(models_dir: str | Path, port: int | None = None, env: dict | 
     port = port or free_port()
     out = open(log, "wb") if log else subprocess.DEVNULL
     proc = subprocess.Popen(serve_command(models_dir, port, extra), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])), **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/healthz", timeout, proc)
