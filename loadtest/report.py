@@ -61,7 +61,7 @@ class Row:
 
     @property
     def series(self) -> str:
-        return f"{self.label} u={self.users}"
+        return f"{self.label} u={self.users} {self.model}"
 
 
 def _f(v) -> float:
@@ -173,13 +173,13 @@ def _line_plot(rows, tasks, path, metrics, ylabel, title, logy=True):
     styles = {"p50": "-", "p95": "--", "p99": ":"}
     for ax, task in zip(axes[0], tasks):
         for i, (series, rs) in enumerate(_series(rows, task).items()):
-            color = f"C{i % 10}"
+            color = plt.cm.tab20(i % 20)
             for attr, name in metrics:
                 xs = [r.threshold for r in rs]
                 ys = [getattr(r, attr) for r in rs]
                 if all(math.isnan(y) for y in ys):
                     continue
-                if len(set(r.model for r in rs)) == 1 and rs[0].kernel and len(xs) == 1:
+                if len(xs) == 1:
                     ax.axhline(ys[0], color=color, ls=styles.get(name, "-"), alpha=0.7,
                                label=f"{series} {name} (dense)")
                 else:
@@ -211,10 +211,13 @@ def _skim_bar(rows, tasks, path):
             labels, vals, colors = [], [], []
             for k, (series, rs) in enumerate(_series(rows, task).items()):
                 for r in sorted(rs, key=lambda r: -r.threshold):
-                    dense = r.threshold >= 1.0 or (not math.isnan(r.skim_rate) and r.skim_rate == 0
-                                                   and "lstm" in r.model and "skim" not in r.model)
-                    tag = "no skim" if dense else f"skim t={r.threshold:g} ({fmt(100 * r.skim_rate, 0)}%)"
-                    labels.append(f"{series}\n{tag}")
+                    if "skim" not in r.model:
+                        tag = "dense LSTM"
+                    elif r.threshold >= 1.0:
+                        tag = "skim model, t=1 (no skim)"
+                    else:
+                        tag = f"skim t={r.threshold:g} ({fmt(100 * r.skim_rate, 0)}%)"
+                    labels.append(f"{r.label} u={r.users}\n{tag}")
                     vals.append(getattr(r, attr))
                     colors.append(f"C{k % 10}")
             bars = ax.bar(range(len(vals)), vals, color=colors)

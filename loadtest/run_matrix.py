@@ -65,6 +65,18 @@ def warm_up(url: str, models: set[str], n: int = 5) -> None:
                 c.post("/classify", params={"model": m, "threshold": (1.0, 0.3)[i % 2]}, json={"text": text})
 
 
+def served_kernels(url: str, models: set[str]) -> str:
+    """The kernel(s) the server really uses (a requested 'fast' may have fallen back to 'reference')."""
+    import httpx
+
+    try:
+        body = httpx.get(f"{url}/models", timeout=10).json()
+        items = body.get("models", body) if isinstance(body, dict) else body
+        return "+".join(sorted({str(m.get("kernel")) for m in items if m.get("name") in models and m.get("kernel")}))
+    except Exception:  # noqa: BLE001
+        return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     import run_headless
     from _server import running_server
@@ -92,10 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         with running_server(models_dir, env={args.kernel_env: kernel}, timeout=120, log=log) as url:
             warm_up(url, {m for m in picked.values() if m})
+            actual = served_kernels(url, {m for m in picked.values() if m}) or kernel
             for s in plan:
                 name = f"{args.prefix}-{label}-{s['name']}"
                 cmd = ["--host", url, "--name", name, "--users", str(s["users"]), "--run-time", args.run_time,
-                       "--tasks", s["tasks"], "--thresholds", s["thr"], "--label", f"{label} {kernel}",
+                       "--tasks", s["tasks"], "--thresholds", s["thr"], "--label", f"{label} {actual}",
                        "--results-dir", args.results]
                 for k in ("short_model", "long_model"):
                     if s.get(k):
