@@ -1,7 +1,14 @@
-"""Choose a layer kernel by name; fall back to the reference with a logged reason."""
+"""Choose a layer kernel by name; fall back to the reference with a logged reason.
+
+"auto" picks the default kernel of a model family from defaults.json beside this file, which
+records the fastest backend per family measured by benchmarks/backends.py (a test keeps the two
+in agreement).
+"""
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import Callable
 
 from . import reference
@@ -23,11 +30,32 @@ def _load(name: str) -> LayerKernel:
         from . import gpu  # PyTorch (lazy); ImportError without torch or, for torch-cuda, without CUDA
 
         return gpu.load(name)
-    raise ValueError(f"unknown layer kernel '{name}' (known: reference, fast, torch-cuda, torch-cpu)")
+    if name == "onnx":
+        from . import onnx_backend  # ONNX Runtime; ImportError without onnxruntime
+
+        return onnx_backend.run_layer
+    raise ValueError(f"unknown layer kernel '{name}' (known: auto, reference, fast, onnx, torch-cuda, torch-cpu)")
+
+
+DEFAULTS_FILE = Path(__file__).with_name("defaults.json")
+
+
+def default_kernel(family: str) -> str:
+    """The benchmark-chosen kernel for a model family (defaults.json), 'fast' where none is recorded."""
+    try:
+        defaults = json.loads(DEFAULTS_FILE.read_text(encoding="utf-8"))["kernel_by_family"]
+    except (OSError, KeyError, ValueError) as exc:
+        log.warning("cannot read %s (%s); default kernel 'fast'", DEFAULTS_FILE, exc)
+        return "fast"
+    return defaults.get(family, "fast")
 
 
 def get_layer_kernel(name: str = "fast") -> tuple[str, LayerKernel]:
-    """Return (name actually used, kernel). 'fast' falls back to 'reference' if unavailable."""
+    """Return (name actually used, kernel). 'fast' falls back to 'reference' if unavailable.
+
+    'auto' without a family (see default_kernel) means 'fast'."""
+    if name == "auto":
+        name = "fast"
     try:
         return name, _load(name)
     except ImportError as exc:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..artifacts import Artifact
+from ..engine.backends import default_kernel
 from .base import ServedModel
 from .classifier import Classifier
 
@@ -11,8 +12,11 @@ FAMILIES: dict[str, type[ServedModel]] = {
 }
 
 
-def build_model(artifact: Artifact, kernel: str = "fast") -> ServedModel:
+def build_model(artifact: Artifact, kernel: str = "auto") -> ServedModel:
+    """kernel='auto': the family's benchmark-chosen default (service/engine/defaults.json)."""
     family = artifact.manifest["family"]
     if family not in FAMILIES:
         raise ValueError(f"{artifact.name}: unknown model family '{family}' (known: {sorted(FAMILIES)})")
+    if kernel == "auto":
+        kernel = default_kernel(family)
     return FAMILIES[family](artifact, kernel)

@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import flops as F
 from ..artifacts import Artifact
+from ..engine.backends import default_kernel
 from ..engine.layer import LayerOutput, LayerWeights
 from ..tokenizer import Token
 from .base import Cost, ServedModel, layer_cost, timed
@@ -27,7 +28,9 @@ class ClassifyResult:
 class Classifier(ServedModel):
     task = "classify"
 
-    def __init__(self, artifact: Artifact, kernel: str = "fast"):
+    def __init__(self, artifact: Artifact, kernel: str = "auto"):
+        if kernel == "auto":
+            kernel = default_kernel(artifact.manifest["family"])
         super().__init__(artifact, kernel)
         self.layer = LayerWeights.from_dict(artifact.weights, "rnn.")
         self.head_W = artifact.weights["head.W"]
@@ -35,8 +38,17 @@ class Classifier(ServedModel):
         self.labels = list(self.manifest["labels"])
         if self.head_W.shape != (len(self.labels), self.layer.hidden_size):
             raise ValueError(f"{self.name}: head shape {self.head_W.shape} does not fit labels/hidden size")
+        # Whole-model backends (ONNX Runtime runs embedding, layer and head in one graph): a runner with
+        # this class's forward signature, built once here.
+        self.runner = None
+        if self.kernel_name == "onnx":
+            from ..engine.onnx_backend import model_runner
+
+            self.runner = model_runner(artifact)
 
     def forward(self, ids: np.ndarray, threshold: float) -> tuple[np.ndarray, LayerOutput]:
+        if self.runner is not None:
+            return self.runner.forward(ids, threshold)
         x = self.embed(ids)
         out = self.kernel(self.layer, x, threshold)
         h_last = out.hs[-1] if len(ids) else np.zeros(self.layer.hidden_size, np.float32)
