@@ -1,0 +1,114 @@
+"""The FastAPI application factory: settings + registry + pool + routes + error mapping + request metrics.
+
+Models load in the lifespan startup, before uvicorn accepts connections; a bad artifact therefore stops
+the process at startup with the artifact's error, and /readyz answers 503 whenever models are not (or no
+longer) loaded and warmed.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from .. import __version__, metrics
+from ..config import Settings
+from ..dataplane import Limits
+from ..pool import WorkPool
+from ..registry import Registry, RegistryError
+from . import errors, routes
+from .schemas import THRESHOLD_DOC
+
+log = logging.getLogger("service")
+
+DESCRIPTION = f"""Skim-LSTM text classifiers with a per-request cost dial.
+
+**The threshold.** {THRESHOLD_DOC}
+
+Every response reports what the request cost: `tokens`, `skimmed`, `skim_rate`, `flops`, `flops_full`,
+`flop_reduction` (= flops_full / flops), `latency_ms` (model wall time) and `per_token_us`.
+
+Errors are JSON `{{"detail": ..., "code": ...}}` with a 4xx status for bad input and 503 + `Retry-After`
+when the server is loading or its queue is full.
+"""
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware: request duration by route template, model and status; in-flight gauge.
+
+    The route template (not the raw path) keeps label values bounded; unmatched paths count as
+    'unmatched'. The route handler names the model through scope['skimserve']['model']."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        info = scope["skimserve"] = {"model": ""}
+        status = [500]
+        count = scope["path"] != "/metrics"  # a scrape is not traffic
+
+        async def send_and_note(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        if count:
+            metrics.INFLIGHT.inc()
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            if count:
+                metrics.INFLIGHT.dec()
+            route = scope.get("route")
+            endpoint = getattr(route, "path", None) or "unmatched"
+            metrics.REQUEST_DURATION.labels(endpoint=endpoint, model=info["model"], status=str(status[0])).observe(
+                time.perf_counter() - t0)
+
+
+def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
+    """A registry that is already loaded (tests) is served as is; otherwise the startup loads it."""
+    settings = settings or Settings.from_env()
+    registry = registry or Registry(settings.models_dir, settings.kernel, settings.default_model)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if not registry.ready:
+            try:
+                registry.load_all()  # blocking on purpose: nothing is served until this is done
+            except RegistryError as exc:
+                log.critical("startup failed: %s", exc)
+                raise
+        for entry in registry.entries.values():
+            m = entry.model
+            metrics.record_model_info(m.name, m.version, m.manifest["family"], m.task, m.kernel_name)
+        if app.state.pool.closed:
+            app.state.pool = WorkPool(settings.threads, settings.max_queue)
+        log.info("serving %d models (%s), default %s; %d model threads, queue %d", len(registry.entries),
+                 ", ".join(registry.names()), registry.default_name, settings.threads, settings.max_queue)
+        try:
+            yield
+        finally:
+            app.state.pool.shutdown(wait=False)
+            metrics.mark_process_dead()
+
+    app = FastAPI(title="skimserve", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.registry = registry
+    app.state.limits = Limits(settings.max_text_bytes, settings.max_tokens, settings.max_batch)
+    app.state.pool = WorkPool(settings.threads, settings.max_queue)
+    errors.install(app)
+    app.include_router(routes.router)
+    app.add_middleware(MetricsMiddleware)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory (`service.api.app:app_from_env`): each worker process builds its app from SKIMSERVE_*."""
+    settings = Settings.from_env()
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
+    return create_app(settings)

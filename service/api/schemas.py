@@ -1,0 +1,111 @@
+"""Pydantic models of the HTTP API: what clients send and get back (and what /docs shows)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
+
+THRESHOLD_DOC = (
+    "Skim threshold in [0, 1]. A token is skimmed (small cell, cheaper) iff p_skim > threshold, where p_skim "
+    "is the model's decision probability for that token. Lower = more skimming = fewer FLOPs and lower "
+    "latency, possibly lower accuracy; 1.0 never skims (the full LSTM); 0.0 skims every token with "
+    "p_skim > 0. Default: the model's default_threshold (0.5 = the trained argmax). Per request: no "
+    "reload, no shared state. Plain LSTM models accept it and never skim."
+)
+
+
+class ClassifyRequest(BaseModel):
+    """Exactly one of `text` (one text) or `texts` (a batch)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"text": "the film was not very good but the acting was great ."},
+                     {"texts": ["a moving , funny film .", "a boring , awful movie ."]}]})
+
+    text: StrictStr | None = Field(None, description="One text to classify.")
+    texts: list[StrictStr] | None = Field(None, description="A batch of texts, classified with one threshold.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        if (self.text is None) == (self.texts is None):
+            raise ValueError("give exactly one of 'text' (a string) or 'texts' (a list of strings)")
+        return self
+
+    def as_list(self) -> list[str]:
+        return [self.text] if self.text is not None else list(self.texts)
+
+
+class TokenDecision(BaseModel):
+    token: str = Field(description="The token as the model saw it (lower-cased).")
+    start: int = Field(description="Character offset of the token in the (NFC-normalised) text.")
+    end: int
+    decision: Literal["read", "skim"]
+    p_skim: float = Field(description="Decision probability; skimmed iff p_skim > threshold.")
+
+
+class Classification(BaseModel):
+    label: str
+    probabilities: dict[str, float]
+    tokens: int = Field(description="Tokens in the text.")
+    skimmed: int = Field(description="Tokens that went through the small (skim) cell.")
+    skim_rate: float = Field(description="skimmed / tokens.")
+    flops: int = Field(description="FLOPs this request spent in the model (multiply-add = 2).")
+    flops_full: int = Field(description="FLOPs of the full LSTM on the same tokens (no skimming, no decision layer).")
+    flop_reduction: float = Field(description="flops_full / flops (above 1 = savings).")
+    latency_ms: float = Field(description="Wall time of the model part (tokenization and HTTP excluded).")
+    per_token_us: float = Field(description="latency_ms per token, in microseconds.")
+    explanation: list[TokenDecision] | None = Field(None, description="Per-token decisions (explain=true).")
+
+
+class ModelRef(BaseModel):
+    model: str
+    version: str
+    kernel: str = Field(description="Layer kernel serving the model (reference, fast, onnx, torch-cuda, ...).")
+    threshold: float = Field(description="The threshold used.")
+
+
+class ClassifyResponse(ModelRef, Classification):
+    """One text: the model reference and the classification, flat."""
+
+
+class BatchClassifyResponse(ModelRef):
+    results: list[Classification]
+
+
+class ModelSummary(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    version: str
+    task: str
+    family: str
+    kernel: str
+    default_threshold: float
+    labels: list[str] | None = None
+    has_card: bool
+    default: bool = False
+
+
+class ModelList(BaseModel):
+    default: str | None
+    models: list[ModelSummary]
+
+
+class ModelDetail(ModelSummary):
+    manifest: dict
+    card: dict | None = Field(None, description="card.json of the model folder (evaluation sweep), if present.")
+    card_markdown: str | None = Field(None, description="card.md of the model folder, if present.")
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    ready: bool
+    models: list[str] = []
+    detail: str | None = None
+
+
+class ErrorBody(BaseModel):
+    detail: str = Field(description="What is wrong, for a human.")
+    code: str = Field(description="Stable machine-readable reason, e.g. empty_text, text_too_large, unknown_model.")
+    errors: list[dict] | None = Field(None, description="Field-level validation errors (422).")

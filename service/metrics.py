@@ -1,0 +1,99 @@
+"""Prometheus collectors of the service, named as fixed in docs/TEAM_NOTES.md (the Grafana dashboards in
+dashboards/ query exactly these names and labels), and the /metrics rendering.
+
+Several uvicorn workers: prometheus-client's multiprocess mode. When PROMETHEUS_MULTIPROC_DIR is set
+(the CLI sets it for --workers > 1) every process writes its samples to files there and /metrics merges
+them, so any worker answers the scrape with the totals of all. The variable must be set before
+prometheus_client is imported, which is why the CLI sets it before uvicorn spawns the workers.
+Gauges use "live" modes so a dead worker's in-flight count and model info vanish with it.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
+                               disable_created_metrics, generate_latest, multiprocess)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+disable_created_metrics()  # no *_created series: same exposition in single- and multiprocess mode
+
+_STEP_05 = [round(0.05 * i, 2) for i in range(1, 21)]  # 0.05 .. 1.0
+
+REQUEST_DURATION = Histogram(
+    "skimserve_request_duration_seconds", "HTTP request duration, from first byte in to response out.",
+    ["endpoint", "model", "status"],
+    buckets=[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10])
+TOKEN_LATENCY = Histogram(
+    "skimserve_token_latency_seconds", "Model wall time per token (model latency / tokens), per text.",
+    ["model"], buckets=[1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2])
+SKIM_RATE = Histogram(
+    "skimserve_skim_rate", "Share of a text's tokens that were skimmed (0..1), per text.",
+    ["model"], buckets=_STEP_05)
+TOKENS = Counter(
+    "skimserve_tokens_total", "Tokens processed, by decision: read (big cell) or skim (small cell).",
+    ["model", "decision"])
+FLOPS = Counter("skimserve_flops_total", "Model FLOPs spent (multiply-add = 2 FLOPs).", ["model"])
+FLOP_REDUCTION = Histogram(
+    "skimserve_flop_reduction", "flops_full / flops per text (1.0 = no savings).",
+    ["model"], buckets=[0.9, 0.95, 1.0, 1.1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10])
+THRESHOLD = Histogram(
+    "skimserve_threshold", "Skim threshold used by a classify request (0..1), per request.",
+    ["model"], buckets=[0.0, *_STEP_05])
+INFLIGHT = Gauge("skimserve_inflight_requests", "HTTP requests being handled (excluding /metrics).",
+                 multiprocess_mode="livesum")
+QUEUE_DEPTH = Gauge("skimserve_queue_depth", "Model jobs waiting for a pool thread.",
+                    multiprocess_mode="livesum")
+MODEL_INFO = Gauge("skimserve_model_info", "Served models (value 1): version, family, task and kernel.",
+                   ["model", "version", "family", "task", "kernel"], multiprocess_mode="livemax")
+# (An Info collector is exposed the same way, as a gauge named *_info with value 1, but multiprocess mode
+# does not support Info; a labelled gauge works in both modes.)
+
+
+def multiprocess_enabled() -> bool:
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+def prepare_multiprocess_dir(path: str | Path) -> Path:
+    """Create the shared directory and clear samples of an earlier run (required by prometheus-client)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    for f in path.glob("*.db"):
+        f.unlink()
+    return path
+
+
+def mark_process_dead(pid: int | None = None) -> None:
+    """Drop this worker's live gauges from the merged view (called on worker shutdown)."""
+    if multiprocess_enabled():
+        multiprocess.mark_process_dead(os.getpid() if pid is None else pid)
+
+
+def record_model_info(name: str, version: str, family: str, task: str, kernel: str) -> None:
+    MODEL_INFO.labels(model=name, version=version, family=family, task=task, kernel=kernel).set(1)
+
+
+def record_threshold(model: str, threshold: float) -> None:
+    """Once per classify request (a batch shares one threshold)."""
+    THRESHOLD.labels(model=model).observe(threshold)
+
+
+def record_classification(model: str, cost) -> None:
+    """One classified text and its cost (service.families.base.Cost)."""
+    TOKENS.labels(model=model, decision="read").inc(cost.tokens - cost.skimmed)
+    TOKENS.labels(model=model, decision="skim").inc(cost.skimmed)
+    FLOPS.labels(model=model).inc(cost.flops)
+    SKIM_RATE.labels(model=model).observe(cost.skim_rate)
+    FLOP_REDUCTION.labels(model=model).observe(cost.flop_reduction)
+    if cost.tokens:
+        TOKEN_LATENCY.labels(model=model).observe(cost.latency_ms / 1000.0 / cost.tokens)
+
+
+def render() -> tuple[bytes, str]:
+    """The text exposition of this process, or of all workers in multiprocess mode."""
+    if multiprocess_enabled():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

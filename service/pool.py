@@ -1,0 +1,87 @@
+"""A bounded thread pool for model work, so CPU-bound inference never runs on the event loop.
+
+Threads (not processes) because the kernels (NumPy BLAS, ONNX Runtime, the C kernel) release the GIL
+while they compute. The pool admits at most `threads` running jobs plus `max_queue` waiting ones; past
+that, submit() raises QueueFull at once (the API answers 503 + Retry-After) instead of letting a queue
+grow without bound and every request's latency with it.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, TypeVar
+
+from . import metrics
+
+T = TypeVar("T")
+
+
+class QueueFull(RuntimeError):
+    """All pool threads are busy and the wait queue is at its limit."""
+
+
+class WorkPool:
+    def __init__(self, threads: int, max_queue: int):
+        if threads < 1 or max_queue < 0:
+            raise ValueError(f"threads must be >= 1 and max_queue >= 0 (got {threads}, {max_queue})")
+        self.threads, self.max_queue = threads, max_queue
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="skimserve-model")
+        self._lock = threading.Lock()
+        self._admitted = 0  # running + waiting
+        self._waiting = 0
+        self.closed = False
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    @property
+    def admitted(self) -> int:
+        return self._admitted
+
+    def submit(self, fn: Callable[..., T], *args) -> Future:
+        """Start fn(*args) on a pool thread, or raise QueueFull. Usable from any thread."""
+        with self._lock:
+            if self._admitted >= self.threads + self.max_queue:
+                raise QueueFull(f"{self._admitted} model jobs in flight (limit {self.threads} running "
+                                f"+ {self.max_queue} waiting)")
+            self._admitted += 1
+            self._waiting += 1
+            metrics.QUEUE_DEPTH.inc()
+        started = threading.Event()
+
+        def job():
+            self._left_queue(started)
+            return fn(*args)
+
+        try:
+            future = self._executor.submit(job)
+        except RuntimeError:  # executor shut down
+            self._left_queue(started)
+            self._release()
+            raise QueueFull("the server is shutting down") from None
+        # Released when the job ends, however it ends (also when cancelled before it started, which
+        # happens when the client goes away while waiting).
+        future.add_done_callback(lambda _f: (self._left_queue(started), self._release()))
+        return future
+
+    async def run(self, fn: Callable[..., T], *args) -> T:
+        """Await fn(*args) on the pool without blocking the event loop."""
+        return await asyncio.wrap_future(self.submit(fn, *args))
+
+    def _left_queue(self, started: threading.Event) -> None:
+        with self._lock:
+            if started.is_set():
+                return
+            started.set()
+            self._waiting -= 1
+            metrics.QUEUE_DEPTH.dec()
+
+    def _release(self) -> None:
+        with self._lock:
+            self._admitted -= 1
+
+    def shutdown(self, wait: bool = True) -> None:
+        self.closed = True
+        self._executor.shutdown(wait=wait, cancel_futures=True)

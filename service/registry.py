@@ -1,0 +1,156 @@
+"""Model registry: find model folders, verify and load them, warm them up, look them up by name.
+
+A model folder is any subfolder of the models dir holding a manifest.json (Triton-style: what is served
+can be read off the disk). Loading goes through service.artifacts (checksums, shapes, no pickle) and
+service.families.build_model; any bad artifact stops the startup with a RegistryError naming the
+folder and the file, instead of serving a half-working set of models.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .artifacts import MANIFEST, ArtifactError, load_artifact, read_manifest, verify_checksums
+from .families import build_model
+from .families.base import ServedModel
+
+log = logging.getLogger(__name__)
+
+CARD_JSON, CARD_MD = "card.json", "card.md"
+WARMUP_THRESHOLDS = (1.0, 0.5, 0.3, 0.0)
+
+
+class RegistryError(RuntimeError):
+    """The models dir cannot be served as configured (missing, empty, bad artifact, unknown default)."""
+
+
+class UnknownModel(KeyError):
+    def __init__(self, name: str, known: list[str]):
+        super().__init__(name)
+        self.name, self.known = name, known
+
+    def __str__(self) -> str:
+        return f"unknown model '{self.name}' (served: {', '.join(self.known) or 'none'})"
+
+
+@dataclass
+class ModelEntry:
+    model: ServedModel
+    folder: Path
+    card: dict | None = None          # card.json, written by `python -m training.evaluate`
+    card_markdown: str | None = None  # card.md
+    load_seconds: float = 0.0
+    warmup_seconds: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    def summary(self) -> dict:
+        return {**self.model.describe(), "has_card": self.card is not None}
+
+    def detail(self) -> dict:
+        return {**self.summary(), "manifest": self.model.manifest, "card": self.card,
+                "card_markdown": self.card_markdown}
+
+
+@dataclass
+class Registry:
+    models_dir: Path
+    kernel: str = "auto"
+    default_name: str | None = None
+    entries: dict[str, ModelEntry] = field(default_factory=dict)
+    ready: bool = False
+
+    # --- startup -----------------------------------------------------------------
+    def load_all(self, warmup: bool = True) -> "Registry":
+        folders = self.discover()
+        for folder in folders:
+            entry = self._load(folder)
+            if entry.name in self.entries:
+                raise RegistryError(f"{folder}: model name '{entry.name}' is also used by "
+                                    f"{self.entries[entry.name].folder}")
+            self.entries[entry.name] = entry
+        if self.default_name is None:
+            self.default_name = sorted(self.entries)[0]
+        elif self.default_name not in self.entries:
+            raise RegistryError(f"default model '{self.default_name}' is not in {self.models_dir} "
+                                f"(found: {', '.join(sorted(self.entries))})")
+        if warmup:
+            for entry in self.entries.values():
+                self._warm(entry)
+        self.ready = True
+        return self
+
+    def check(self) -> None:
+        """Cheap pre-flight (manifests and checksums only), so the CLI can refuse a bad models dir with a
+        one-line message before starting any worker."""
+        names = []
+        for folder in self.discover():
+            try:
+                manifest = read_manifest(folder)
+                verify_checksums(folder, manifest)
+            except ArtifactError as exc:
+                raise RegistryError(f"cannot serve model folder {folder}: {exc}") from exc
+            names.append(manifest["name"])
+        if self.default_name is not None and self.default_name not in names:
+            raise RegistryError(f"default model '{self.default_name}' is not in {self.models_dir} "
+                                f"(found: {', '.join(sorted(names))})")
+
+    def discover(self) -> list[Path]:
+        root = Path(self.models_dir)
+        if not root.is_dir():
+            raise RegistryError(f"models dir '{root}' does not exist (set --models-dir or SKIMSERVE_MODELS_DIR)")
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and (p / MANIFEST).is_file())
+        if not folders:
+            raise RegistryError(f"models dir '{root}' holds no model folder (a subfolder with {MANIFEST})")
+        return folders
+
+    def _load(self, folder: Path) -> ModelEntry:
+        t0 = time.perf_counter()
+        try:
+            artifact = load_artifact(folder)
+            model = build_model(artifact, self.kernel)
+        except ArtifactError as exc:
+            raise RegistryError(f"cannot serve model folder {folder}: {exc}") from exc
+        except (ValueError, KeyError, AssertionError) as exc:
+            raise RegistryError(f"cannot build model from {folder}: {type(exc).__name__}: {exc}") from exc
+        card = card_md = None
+        if (folder / CARD_JSON).is_file():
+            try:
+                card = json.loads((folder / CARD_JSON).read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise RegistryError(f"{folder / CARD_JSON}: not valid JSON ({exc})") from exc
+        if (folder / CARD_MD).is_file():
+            card_md = (folder / CARD_MD).read_text(encoding="utf-8")
+        entry = ModelEntry(model, folder, card, card_md, load_seconds=time.perf_counter() - t0)
+        log.info("loaded %s (version %s, family %s, kernel %s) from %s in %.2fs", model.name, model.version,
+                 model.manifest["family"], model.kernel_name, folder, entry.load_seconds)
+        return entry
+
+    @staticmethod
+    def _warm(entry: ModelEntry) -> None:
+        """First calls pay for lazy setup (ONNX Runtime allocations, caches): pay it before readiness."""
+        t0 = time.perf_counter()
+        model = entry.model
+        if not hasattr(model, "classify"):  # a future family warms up its own way
+            return
+        words = [w for w in model.artifact.vocab[2:50]] or ["warm"]
+        text = " ".join((words * (64 // len(words) + 1))[:64])
+        for thr in WARMUP_THRESHOLDS:
+            model.classify(text, thr)
+            model.classify(words[0], thr)
+        entry.warmup_seconds = time.perf_counter() - t0
+
+    # --- lookup ------------------------------------------------------------------
+    def names(self) -> list[str]:
+        return sorted(self.entries)
+
+    def get(self, name: str | None) -> ModelEntry:
+        key = self.default_name if name is None else name
+        if key not in self.entries:
+            raise UnknownModel(str(key), self.names())
+        return self.entries[key]
