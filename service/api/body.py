@@ -28,7 +28,7 @@ async def read_json(request: Request, max_bytes: int) -> object:
     ctype = request.headers.get("content-type", "")
     if not _is_json(ctype):
         raise ApiError(415, "unsupported_media_type",
-                       f"send the body as JSON with 'Content-Type: application/json' (got {ctype or 'none'!r})")
+                       f"send the body as JSON with 'Content-Type: application/json' (got {repr(ctype) if ctype else 'none'})")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise ApiError(413, "body_too_large", f"body of {declared} bytes; the limit is {max_bytes}")

@@ -41,7 +41,7 @@ def validation_errors(errors) -> tuple[str, str, list[dict]]:
     """Pydantic/FastAPI errors -> (code, one-line detail, list without echoing the input back)."""
     items = [{"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
              for e in errors]
-    code = "invalid_threshold" if any(i["loc"][-1:] == ["threshold"] for i in items) else "invalid_request"
+    code = "invalid_threshold" if any(i["loc"] == ["query", "threshold"] for i in items) else "invalid_request"
     detail = "; ".join(f"{'.'.join(i['loc'])}: {i['msg']}" for i in items) or "invalid request"
     return code, detail, items
 
