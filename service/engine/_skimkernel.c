@@ -1,0 +1,608 @@
+/* Compiled per-token Skim-LSTM / LSTM kernel for skimserve (CPython extension, no numpy headers).
+ *
+ * Built by setup.py (`pip install -e .`) with -O3 and no -march flag: the AVX2+FMA functions are compiled
+ * with a target attribute and chosen at run time (__builtin_cpu_supports); other CPUs run the portable
+ * scalar path.  service/engine/fast.py packs the weights and calls the entry points below.
+ *
+ * Layout.  The Python side packs each weight matrix once into "panels": the rows of an (R, K) matrix are
+ * padded with zeros to a multiple of 8 and cut into panels of at most 64 rows; a panel is stored column by
+ * column (K x width floats, contiguous).  A matvec then streams the weights linearly and keeps one AVX2
+ * accumulator per 8 rows in registers (no horizontal sums); the input projection of many tokens (a GEMM)
+ * runs panel by panel, 16 rows x 6 tokens at a time, while the panel sits in L1.
+ * Gate order inside a gate vector is PyTorch's i, f, g, o, each block n long (n = d or d').
+ *
+ * Entry points (arrays are C-contiguous float32 buffers unless stated; blob/meta: see unpack()):
+ *   run_skim(blob, meta, x, T, threshold, mask, hs, skim, p, pre_reads, first_pre) -> int
+ *       per-token loop of a Skim-LSTM layer (see skim_loop).  mask: empty -> decide by threshold;
+ *       T bytes -> forced decisions (benchmarks).  Returns how many chunks used the precomputed form.
+ *   run_dense(blob, meta, x, T, hs, p, decide)
+ *       every token read (a plain LSTM layer, or a skim layer whose threshold cannot be exceeded): the input
+ *       projection of all tokens is one GEMM, then per step only W_hh h.  decide: also compute p_skim.
+ *   has_avx2() -> bool: which code path runs;  set_avx2(bool) -> bool: force the scalar path (tests).
+ * The GIL is released while computing.  Work buffers are allocated once per call, never per token.
+ *
+ * Numerics: float32 throughout, sums in another order than NumPy's (agreement to rounding, ~1e-7); the
+ * AVX2 gate math uses a Cephes-style exp (~1 ulp) and a Newton-refined reciprocal (~1e-7 relative).
+ * p_skim itself is computed as the reference does, 1 / (1 + expf(-(z_skim - z_read))) in scalar float32,
+ * and the decision is the canonical float32(p_skim) > float32(threshold).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#define SK_X86 1
+#include <immintrin.h>
+#define SK_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define SK_X86 0
+#endif
+
+#define PANEL 64
+
+static int g_use_avx2 = 0;
+
+static inline int r8(int r) { return (r + 7) & ~7; }
+
+/* ------------------------------------------------------------------ portable scalar path */
+
+/* out = init + P v, P packed in panels (R8 rows, K columns) */
+static void mv_scalar(const float *P, int R8, int K, const float *v, const float *init, float *out)
+{
+    const float *blk = P;
+    for (int p0 = 0; p0 < R8; p0 += PANEL) {
+        int w = R8 - p0 < PANEL ? R8 - p0 : PANEL;
+        float acc[PANEL];
+        for (int r = 0; r < w; r++) acc[r] = init[p0 + r];
+        for (int k = 0; k < K; k++) {
+            const float vk = v[k];
+            const float *col = blk + (size_t)k * w;
+            for (int r = 0; r < w; r++) acc[r] += col[r] * vk;
+        }
+        for (int r = 0; r < w; r++) out[p0 + r] = acc[r];
+        blk += (size_t)K * w;
+    }
+}
+
+static inline float sigm_s(float z) { return 1.0f / (1.0f + expf(-z)); }
+
+static void gates_scalar(const float *G, int n, float *c, float *h)
+{
+    for (int j = 0; j < n; j++) {
+        float i = sigm_s(G[j]), f = sigm_s(G[n + j]), g = tanhf(G[2 * n + j]), o = sigm_s(G[3 * n + j]);
+        float cn = f * c[j] + i * g;
+        c[j] = cn;
+        h[j] = o * tanhf(cn);
+    }
+}
+
+static float dot_scalar(const float *a, const float *b, int n)
+{
+    float s = 0.0f;
+    for (int k = 0; k < n; k++) s += a[k] * b[k];
+    return s;
+}
+
+/* ------------------------------------------------------------------ AVX2 + FMA path */
+#if SK_X86
+
+/* One panel of 8*N rows (N <= 8): out = init + panel . v.  The accumulators are named variables, not an
+ * array: GCC keeps an array of __m256 on the stack and stores it back on every k, which halves the speed.
+ * Narrow panels (N <= 6: the small cell, L1-resident) use two accumulator sets over even/odd k, so the
+ * FMA latency does not bound them. */
+#define SK_ACC_INIT(j) __m256 a##j = (NP > j) ? _mm256_loadu_ps(init + 8 * j) : _mm256_setzero_ps(); \
+                       __m256 b##j = _mm256_setzero_ps();
+#define SK_ACC_FMA(j, acc, kk) if (NP > j) acc##j = _mm256_fmadd_ps(_mm256_loadu_ps(col##kk + 8 * j), v##kk, acc##j);
+#define SK_ACC_STORE(j) if (NP > j) _mm256_storeu_ps(out + 8 * j, (NP <= 6) ? _mm256_add_ps(a##j, b##j) : a##j);
+#define MV_PANEL_FN(N)                                                                          \
+    SK_AVX2 static inline void panel_##N(const float *blk, int K, const float *v,               \
+                                         const float *init, float *out)                          \
+    {                                                                                           \
+        enum { NP = N };                                                                        \
+        SK_ACC_INIT(0) SK_ACC_INIT(1) SK_ACC_INIT(2) SK_ACC_INIT(3)                             \
+        SK_ACC_INIT(4) SK_ACC_INIT(5) SK_ACC_INIT(6) SK_ACC_INIT(7)                             \
+        int k = 0;                                                                              \
+        if (NP <= 6) {                                                                          \
+            for (; k + 2 <= K; k += 2) {                                                        \
+                const __m256 v0 = _mm256_broadcast_ss(v + k), v1 = _mm256_broadcast_ss(v + k + 1); \
+                const float *col0 = blk + (size_t)k * (8 * NP), *col1 = col0 + 8 * NP;          \
+                SK_ACC_FMA(0, a, 0) SK_ACC_FMA(1, a, 0) SK_ACC_FMA(2, a, 0)                     \
+                SK_ACC_FMA(3, a, 0) SK_ACC_FMA(4, a, 0) SK_ACC_FMA(5, a, 0)                     \
+                SK_ACC_FMA(0, b, 1) SK_ACC_FMA(1, b, 1) SK_ACC_FMA(2, b, 1)                     \
+                SK_ACC_FMA(3, b, 1) SK_ACC_FMA(4, b, 1) SK_ACC_FMA(5, b, 1)                     \
+            }                                                                                   \
+        }                                                                                       \
+        for (; k < K; k++) {                                                                    \
+            const __m256 v0 = _mm256_broadcast_ss(v + k);                                       \
+            const float *col0 = blk + (size_t)k * (8 * NP);                                     \
+            SK_ACC_FMA(0, a, 0) SK_ACC_FMA(1, a, 0) SK_ACC_FMA(2, a, 0) SK_ACC_FMA(3, a, 0)     \
+            SK_ACC_FMA(4, a, 0) SK_ACC_FMA(5, a, 0) SK_ACC_FMA(6, a, 0) SK_ACC_FMA(7, a, 0)     \
+        }                                                                                       \
+        SK_ACC_STORE(0) SK_ACC_STORE(1) SK_ACC_STORE(2) SK_ACC_STORE(3)                         \
+        SK_ACC_STORE(4) SK_ACC_STORE(5) SK_ACC_STORE(6) SK_ACC_STORE(7)                         \
+    }
+MV_PANEL_FN(1)
+MV_PANEL_FN(2)
+MV_PANEL_FN(3)
+MV_PANEL_FN(4)
+MV_PANEL_FN(5)
+MV_PANEL_FN(6)
+MV_PANEL_FN(7)
+MV_PANEL_FN(8)
+
+SK_AVX2 static void panel_any(int w, const float *blk, int K, const float *v, const float *init, float *out)
+{
+    switch (w >> 3) {
+    case 1: panel_1(blk, K, v, init, out); break;
+    case 2: panel_2(blk, K, v, init, out); break;
+    case 3: panel_3(blk, K, v, init, out); break;
+    case 4: panel_4(blk, K, v, init, out); break;
+    case 5: panel_5(blk, K, v, init, out); break;
+    case 6: panel_6(blk, K, v, init, out); break;
+    case 7: panel_7(blk, K, v, init, out); break;
+    default: panel_8(blk, K, v, init, out); break;
+    }
+}
+
+SK_AVX2 static void mv_avx2(const float *P, int R8, int K, const float *v, const float *init, float *out)
+{
+    const float *blk = P;
+    for (int p0 = 0; p0 < R8; p0 += PANEL) {
+        int w = R8 - p0 < PANEL ? R8 - p0 : PANEL;
+        panel_any(w, blk, K, v, init + p0, out + p0);
+        blk += (size_t)K * w;
+    }
+}
+
+/* GEMM micro-kernel: 8*NV rows (NV <= 2) of a panel of width w, NT <= 6 tokens: 12 accumulators,
+ * 2 weight loads and 6 broadcasts per k (the classic 6x16 shape for 16 ymm registers). */
+#define GK_INIT(t, j) __m256 c##t##j = (TT > t && VV > j) ? _mm256_loadu_ps(bias + 8 * j) : _mm256_setzero_ps();
+#define GK_ROW(t)                                                                                 \
+    if (TT > t) {                                                                                 \
+        const __m256 xt = _mm256_broadcast_ss(X + (size_t)t * ldx + k);                           \
+        c##t##0 = _mm256_fmadd_ps(w0, xt, c##t##0);                                               \
+        if (VV > 1) c##t##1 = _mm256_fmadd_ps(w1, xt, c##t##1);                                   \
+    }
+#define GK_STORE(t, j) if (TT > t && VV > j) _mm256_storeu_ps(out + (size_t)t * ldo + 8 * j, c##t##j);
+#define GEMM_KERNEL(NV, NT)                                                                       \
+    SK_AVX2 static void gk_##NV##_##NT(const float *pan, int w, int K, const float *X, size_t ldx,  \
+                                      const float *bias, float *out, size_t ldo)                  \
+    {                                                                                             \
+        enum { VV = NV, TT = NT };                                                                \
+        GK_INIT(0, 0) GK_INIT(1, 0) GK_INIT(2, 0) GK_INIT(3, 0) GK_INIT(4, 0) GK_INIT(5, 0)       \
+        GK_INIT(0, 1) GK_INIT(1, 1) GK_INIT(2, 1) GK_INIT(3, 1) GK_INIT(4, 1) GK_INIT(5, 1)       \
+        for (int k = 0; k < K; k++) {                                                             \
+            const float *col = pan + (size_t)k * w;                                               \
+            const __m256 w0 = _mm256_loadu_ps(col);                                               \
+            const __m256 w1 = (VV > 1) ? _mm256_loadu_ps(col + 8) : _mm256_setzero_ps();          \
+            GK_ROW(0) GK_ROW(1) GK_ROW(2) GK_ROW(3) GK_ROW(4) GK_ROW(5)                           \
+        }                                                                                         \
+        GK_STORE(0, 0) GK_STORE(1, 0) GK_STORE(2, 0) GK_STORE(3, 0) GK_STORE(4, 0) GK_STORE(5, 0) \
+        GK_STORE(0, 1) GK_STORE(1, 1) GK_STORE(2, 1) GK_STORE(3, 1) GK_STORE(4, 1) GK_STORE(5, 1) \
+    }
+GEMM_KERNEL(1, 1) GEMM_KERNEL(1, 2) GEMM_KERNEL(1, 3) GEMM_KERNEL(1, 4) GEMM_KERNEL(1, 5) GEMM_KERNEL(1, 6)
+GEMM_KERNEL(2, 1) GEMM_KERNEL(2, 2) GEMM_KERNEL(2, 3) GEMM_KERNEL(2, 4) GEMM_KERNEL(2, 5) GEMM_KERNEL(2, 6)
+
+typedef void (*gk_fn)(const float *, int, int, const float *, size_t, const float *, float *, size_t);
+static const gk_fn GK[2][6] = {{gk_1_1, gk_1_2, gk_1_3, gk_1_4, gk_1_5, gk_1_6},
+                               {gk_2_1, gk_2_2, gk_2_3, gk_2_4, gk_2_5, gk_2_6}};
+
+/* out[t] = P x[t] + bias for t < n, P in panels of R8 rows and K columns */
+SK_AVX2 static void gemm_avx2(const float *P, int R8, int K, const float *X, size_t ldx, int n, const float *bias,
+                              float *out, size_t ldo)
+{
+    const float *blk = P;
+    for (int p0 = 0; p0 < R8; p0 += PANEL) {
+        const int w = R8 - p0 < PANEL ? R8 - p0 : PANEL;
+        for (int t0 = 0; t0 < n; t0 += 6) {
+            const int nt = n - t0 < 6 ? n - t0 : 6;
+            for (int r = 0; r < w; r += 16) {
+                const int nv = w - r >= 16 ? 2 : 1;
+                GK[nv - 1][nt - 1](blk + r, w, K, X + (size_t)t0 * ldx, ldx, bias + p0 + r,
+                                   out + (size_t)t0 * ldo + p0 + r, ldo);
+            }
+        }
+        blk += (size_t)K * w;
+    }
+}
+
+/* exp (Cephes-style range reduction + degree-6 polynomial, ~1 ulp) on x clamped to [-87.3, 88.3], where
+ * 2^n is a normal float (exp below -87.3 returns ~1e-38 instead of less: harmless in 1/(1+e)) */
+SK_AVX2 static inline __m256 exp_avx2(__m256 x)
+{
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+    __m256 y = _mm256_set1_ps(1.9875691500E-4f);
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+    __m256i n = _mm256_cvtps_epi32(fx);
+    __m256 s = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23));
+    return _mm256_mul_ps(y, s);
+}
+
+/* 1 / a for a in [1, 2^128): hardware estimate + one Newton step (~1e-7 relative) */
+SK_AVX2 static inline __m256 recip_avx2(__m256 a)
+{
+    __m256 r = _mm256_rcp_ps(a);
+    return _mm256_fmadd_ps(r, _mm256_fnmadd_ps(a, r, _mm256_set1_ps(1.0f)), r);
+}
+
+SK_AVX2 static inline __m256 sigm_avx2(__m256 z)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    return recip_avx2(_mm256_add_ps(one, exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), z))));
+}
+
+/* tanh(z) = 2 sigmoid(2z) - 1 (absolute error ~1e-7) */
+SK_AVX2 static inline __m256 tanh_avx2(__m256 z)
+{
+    const __m256 two = _mm256_set1_ps(2.0f);
+    return _mm256_fmsub_ps(two, sigm_avx2(_mm256_mul_ps(two, z)), _mm256_set1_ps(1.0f));
+}
+
+SK_AVX2 static inline void gate8(const float *G, int n, int j, const float *cin, __m256 *cn, __m256 *hn,
+                                 __m256i mask, int masked)
+{
+    __m256 gi, gf, gg, go, c0;
+    if (masked) {
+        gi = _mm256_maskload_ps(G + j, mask); gf = _mm256_maskload_ps(G + n + j, mask);
+        gg = _mm256_maskload_ps(G + 2 * n + j, mask); go = _mm256_maskload_ps(G + 3 * n + j, mask);
+        c0 = _mm256_maskload_ps(cin + j, mask);
+    } else {
+        gi = _mm256_loadu_ps(G + j); gf = _mm256_loadu_ps(G + n + j);
+        gg = _mm256_loadu_ps(G + 2 * n + j); go = _mm256_loadu_ps(G + 3 * n + j);
+        c0 = _mm256_loadu_ps(cin + j);
+    }
+    __m256 c = _mm256_fmadd_ps(sigm_avx2(gf), c0, _mm256_mul_ps(sigm_avx2(gi), tanh_avx2(gg)));
+    *cn = c;
+    *hn = _mm256_mul_ps(sigm_avx2(go), tanh_avx2(c));
+}
+
+SK_AVX2 static void gates_avx2(const float *G, int n, float *c, float *h)
+{
+    const __m256i none = _mm256_setzero_si256();
+    int j = 0;
+    __m256 cn, hn;
+    for (; j + 8 <= n; j += 8) {
+        gate8(G, n, j, c, &cn, &hn, none, 0);
+        _mm256_storeu_ps(c + j, cn);
+        _mm256_storeu_ps(h + j, hn);
+    }
+    if (j < n) {
+        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - j), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        gate8(G, n, j, c, &cn, &hn, mask, 1);
+        _mm256_maskstore_ps(c + j, mask, cn);
+        _mm256_maskstore_ps(h + j, mask, hn);
+    }
+}
+
+SK_AVX2 static float hsum_avx2(__m256 a)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+SK_AVX2 static float dot_avx2(const float *a, const float *b, int n)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 16 <= n; k += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 8), _mm256_loadu_ps(b + k + 8), s1);
+    }
+    for (; k + 8 <= n; k += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
+    float s = hsum_avx2(_mm256_add_ps(s0, s1));
+    for (; k < n; k++) s += a[k] * b[k];
+    return s;
+}
+#endif /* SK_X86 */
+
+/* ------------------------------------------------------------------ dispatch */
+
+static inline void mv(const float *P, int R8, int K, const float *v, const float *init, float *out)
+{
+#if SK_X86
+    if (g_use_avx2) { mv_avx2(P, R8, K, v, init, out); return; }
+#endif
+    mv_scalar(P, R8, K, v, init, out);
+}
+
+/* out[t] = P x[t] + bias for t < n (out rows ldo apart) */
+static void gemm(const float *P, int R8, int K, const float *X, size_t ldx, int n, const float *bias, float *out,
+                 size_t ldo)
+{
+#if SK_X86
+    if (g_use_avx2) { gemm_avx2(P, R8, K, X, ldx, n, bias, out, ldo); return; }
+#endif
+    const float *blk = P;
+    for (int p0 = 0; p0 < R8; p0 += PANEL) {
+        const int w = R8 - p0 < PANEL ? R8 - p0 : PANEL;
+        for (int t = 0; t < n; t++) mv_scalar(blk, w, K, X + t * ldx, bias + p0, out + t * ldo + p0);
+        blk += (size_t)K * w;
+    }
+}
+
+static inline void gates(const float *G, int n, float *c, float *h)
+{
+#if SK_X86
+    if (g_use_avx2) { gates_avx2(G, n, c, h); return; }
+#endif
+    gates_scalar(G, n, c, h);
+}
+
+static inline float dot(const float *a, const float *b, int n)
+{
+#if SK_X86
+    if (g_use_avx2) return dot_avx2(a, b, n);
+#endif
+    return dot_scalar(a, b, n);
+}
+
+/* the reference's p_skim = sigmoid(z_skim - z_read), in float32 */
+static inline float p_skim(float z_read, float z_skim) { return 1.0f / (1.0f + expf(-(z_skim - z_read))); }
+
+/* ------------------------------------------------------------------ packed weights */
+
+/* The Python side passes one float32 blob holding every packed part and an int32 "meta" array:
+ * meta = [version, e, d, ds, off_big_x, off_big_h, off_big_b, off_sx, off_sx_b, off_sh, off_wdh]
+ * (offsets in floats; the skim-only ones are -1 for a plain LSTM layer, where ds = 0).  RB = r8(4d),
+ * RS = r8(4d'), RX = RS + 8 (the decision's two rows sit at RS, RS+1 of the small parts):
+ *   big_x   panels of W_ih                      RB rows, K = e       (input projections as a GEMM)
+ *   big_h   panels of W_hh                      RB rows, K = d
+ *   big_b   b padded to RB
+ *   sx      panels of [Ws_ih ; 0 ; Wd[:, :e]]   RX rows, K = e: input parts of the small cell and the
+ *           decision, for all tokens in one GEMM (the decision needs its part on every step)
+ *   sx_b    [bs ; 0 ; bd ; 0]                   RX
+ *   sh      panels of [Ws_hh ; 0 ; Wd[:, e:]]   RX rows, K = d: recurrent parts, one matvec per step
+ *   wdh     Wd[:, e:] (2 x d, row-major)        the decision's recurrent part alone (dense form) */
+#define META_LEN 11
+#define META_VERSION 3
+#define N_PARTS 7
+
+typedef struct {
+    int e, d, ds, RB, RS, RX;
+    const float *big_x, *big_h, *big_b, *sx, *sx_b, *sh, *wdh;
+} Weights;
+
+static int unpack(Py_buffer *blob, Py_buffer *meta, Weights *W)
+{
+    if (meta->len != META_LEN * 4) { PyErr_SetString(PyExc_ValueError, "meta: expected 11 int32"); return 0; }
+    const int32_t *m = (const int32_t *)meta->buf;
+    if (m[0] != META_VERSION) { PyErr_SetString(PyExc_ValueError, "meta: packing version mismatch"); return 0; }
+    const int e = m[1], d = m[2], ds = m[3];
+    if (e <= 0 || d <= 0 || ds < 0 || ds >= d || e > (1 << 20) || d > (1 << 20)) {
+        PyErr_SetString(PyExc_ValueError, "meta: bad sizes");
+        return 0;
+    }
+    W->e = e; W->d = d; W->ds = ds; W->RB = r8(4 * d);
+    W->RS = ds ? r8(4 * ds) : 0;
+    W->RX = ds ? W->RS + 8 : 0;
+    const Py_ssize_t n = blob->len / 4;
+    const float *base = (const float *)blob->buf;
+    const Py_ssize_t RB = W->RB, RX = W->RX;
+    const Py_ssize_t sizes[N_PARTS] = {RB * e, RB * d, RB, RX * e, RX, RX * d, 2 * (Py_ssize_t)d};
+    const float **dst[N_PARTS] = {&W->big_x, &W->big_h, &W->big_b, &W->sx, &W->sx_b, &W->sh, &W->wdh};
+    for (int i = 0; i < N_PARTS; i++) {
+        const Py_ssize_t off = m[4 + i];
+        *dst[i] = NULL;
+        if (i >= 3 && ds == 0) continue;           /* plain LSTM: no skim parts */
+        if (off < 0 || off + sizes[i] > n) {
+            PyErr_Format(PyExc_ValueError, "meta: part %d out of the blob", i);
+            return 0;
+        }
+        *dst[i] = base + off;
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------ the two loops */
+
+#define CHUNK 8
+
+/* Per-token Skim-LSTM loop.
+ * Before the loop: XS = input parts of the small cell and of the decision for every token (one GEMM).
+ * Every step: S = XS[t] + [Ws_hh; Wd_h] h_{t-1} (one small matvec: the small cell's gate inputs and the
+ * decision's z, fused), p_skim from z, the decision; then a skim step applies the small cell's gates to S
+ * (h[:d'], c[:d'] change), a read step runs the big cell in the cheaper of two forms, chosen per chunk of
+ * CHUNK tokens from the previous chunk's decisions:
+ *   (A) W_ih x_t + b, then + W_hh h_{t-1}: two matvecs (nothing precomputed), or
+ *   (B) W_hh h_{t-1} on top of the chunk's input projection, computed as a GEMM when the chunk starts:
+ *       that costs the projection of all CHUNK tokens but at GEMM speed, and pays off when most are read.
+ * B is used when at least pre_reads of the previous chunk's steps were read steps (the first chunk: when
+ * first_pre).  Both forms compute the same sums in another order.  FLOPs beyond service/flops.py's count:
+ * the small cell's matvecs on read steps (8 d'(e+d) per read) and, in form B, the projections of skipped
+ * tokens of the chunk. */
+static int skim_loop(const Weights *W, const float *x, int T, float thr, const uint8_t *mask, int pre_reads,
+                     int first_pre, float *hs, uint8_t *skim, float *p, int *n_pre)
+{
+    const int e = W->e, d = W->d, ds = W->ds, RB = W->RB, RS = W->RS, RX = W->RX;
+    float *h = calloc((size_t)d + 8, sizeof(float));
+    float *c = calloc((size_t)d + 8, sizeof(float));
+    float *G = calloc((size_t)RB + 8, sizeof(float));
+    float *S = calloc((size_t)RX + 8, sizeof(float));
+    float *XS = malloc(((size_t)T * RX + 8) * sizeof(float));
+    float *XB = malloc(((size_t)CHUNK * RB + 8) * sizeof(float));
+    if (!h || !c || !G || !S || !XS || !XB) { free(h); free(c); free(G); free(S); free(XS); free(XB); return -1; }
+    gemm(W->sx, RX, e, x, (size_t)e, T, W->sx_b, XS, (size_t)RX);
+    int reads_prev = first_pre ? CHUNK : 0, reads = 0, pre = 0, pre_chunks = 0;
+    for (int t = 0; t < T; t++) {
+        const int j = t % CHUNK;
+        if (j == 0) {
+            if (t) reads_prev = reads;
+            reads = 0;
+            pre = reads_prev >= pre_reads;
+            if (pre) {
+                const int n = T - t < CHUNK ? T - t : CHUNK;
+                gemm(W->big_x, RB, e, x + (size_t)t * e, (size_t)e, n, W->big_b, XB, (size_t)RB);
+                pre_chunks++;
+            }
+        }
+        mv(W->sh, RX, d, h, XS + (size_t)t * RX, S);
+        const float ps = p_skim(S[RS], S[RS + 1]);
+        const int sk = mask ? (mask[t] != 0) : (ps > thr);
+        p[t] = ps;
+        skim[t] = (uint8_t)sk;
+        if (sk) {
+            gates(S, ds, c, h);            /* only h[:d'], c[:d'] change */
+        } else {
+            reads++;
+            if (pre) {
+                mv(W->big_h, RB, d, h, XB + (size_t)j * RB, G);
+            } else {
+                mv(W->big_x, RB, e, x + (size_t)t * e, W->big_b, G);
+                mv(W->big_h, RB, d, h, G, G);
+            }
+            gates(G, d, c, h);
+        }
+        memcpy(hs + (size_t)t * d, h, (size_t)d * sizeof(float));
+    }
+    if (n_pre) *n_pre = pre_chunks;
+    free(h); free(c); free(G); free(S); free(XS); free(XB);
+    return 0;
+}
+
+/* Every token read: the input projection of all tokens as one GEMM, then per step W_hh h_{t-1} and the
+ * gates.  A skim layer (decide != 0) also gets p_skim (its x part from the same kind of GEMM). */
+static int dense_loop(const Weights *W, const float *x, int T, int decide, float *hs, float *p)
+{
+    const int e = W->e, d = W->d, RB = W->RB, RS = W->RS, RX = W->RX;
+    float *h = calloc((size_t)d + 8, sizeof(float));
+    float *c = calloc((size_t)d + 8, sizeof(float));
+    float *G = calloc((size_t)RB + 8, sizeof(float));
+    float *XP = malloc(((size_t)T * RB + 8) * sizeof(float));
+    float *XS = decide ? malloc(((size_t)T * RX + 8) * sizeof(float)) : NULL;
+    if (!h || !c || !G || !XP || (decide && !XS)) { free(h); free(c); free(G); free(XP); free(XS); return -1; }
+    gemm(W->big_x, RB, e, x, (size_t)e, T, W->big_b, XP, (size_t)RB);
+    if (decide) gemm(W->sx, RX, e, x, (size_t)e, T, W->sx_b, XS, (size_t)RX);
+    for (int t = 0; t < T; t++) {
+        if (decide) {
+            const float *xs = XS + (size_t)t * RX;
+            p[t] = p_skim(xs[RS] + dot(W->wdh, h, d), xs[RS + 1] + dot(W->wdh + d, h, d));
+        }
+        mv(W->big_h, RB, d, h, XP + (size_t)t * RB, G);
+        gates(G, d, c, h);
+        memcpy(hs + (size_t)t * d, h, (size_t)d * sizeof(float));
+    }
+    free(h); free(c); free(G); free(XP); free(XS);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ Python wrappers */
+
+static int need(Py_buffer *b, Py_ssize_t nbytes, const char *what)
+{
+    if (b->len < nbytes) {
+        PyErr_Format(PyExc_ValueError, "%s: buffer has %zd bytes, need %zd", what, b->len, nbytes);
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *py_run_skim(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer blob, meta, x, mask, hs, sk, p;
+    int T, pre_reads, first_pre;
+    float thr;
+    if (!PyArg_ParseTuple(args, "y*y*y*ify*w*w*w*ip", &blob, &meta, &x, &T, &thr, &mask, &hs, &sk, &p,
+                          &pre_reads, &first_pre))
+        return NULL;
+    PyObject *ret = NULL;
+    Weights W;
+    if (!unpack(&blob, &meta, &W)) goto done;
+    if (W.ds == 0) { PyErr_SetString(PyExc_ValueError, "run_skim: not a skim layer"); goto done; }
+    if (T < 0) { PyErr_SetString(PyExc_ValueError, "T < 0"); goto done; }
+    if (!need(&x, (Py_ssize_t)T * W.e * 4, "x") || !need(&hs, (Py_ssize_t)T * W.d * 4, "hs") ||
+        !need(&sk, T, "skim") || !need(&p, (Py_ssize_t)T * 4, "p"))
+        goto done;
+    if (mask.len != 0 && !need(&mask, T, "mask")) goto done;
+    int rc, n_pre = 0;
+    Py_BEGIN_ALLOW_THREADS
+    rc = skim_loop(&W, x.buf, T, thr, mask.len ? (const uint8_t *)mask.buf : NULL, pre_reads, first_pre, hs.buf,
+                   sk.buf, p.buf, &n_pre);
+    Py_END_ALLOW_THREADS
+    if (rc) { PyErr_NoMemory(); goto done; }
+    ret = PyLong_FromLong(n_pre);
+done:
+    PyBuffer_Release(&blob); PyBuffer_Release(&meta); PyBuffer_Release(&x); PyBuffer_Release(&mask);
+    PyBuffer_Release(&hs); PyBuffer_Release(&sk); PyBuffer_Release(&p);
+    return ret;
+}
+
+static PyObject *py_run_dense(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer blob, meta, x, hs, p;
+    int T, decide;
+    if (!PyArg_ParseTuple(args, "y*y*y*iw*w*p", &blob, &meta, &x, &T, &hs, &p, &decide)) return NULL;
+    PyObject *ret = NULL;
+    Weights W;
+    if (!unpack(&blob, &meta, &W)) goto done;
+    if (decide && W.ds == 0) { PyErr_SetString(PyExc_ValueError, "run_dense: no decision layer"); goto done; }
+    if (T < 0) { PyErr_SetString(PyExc_ValueError, "T < 0"); goto done; }
+    if (!need(&x, (Py_ssize_t)T * W.e * 4, "x") || !need(&hs, (Py_ssize_t)T * W.d * 4, "hs") ||
+        !need(&p, (Py_ssize_t)T * 4, "p"))
+        goto done;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = dense_loop(&W, x.buf, T, decide, hs.buf, p.buf);
+    Py_END_ALLOW_THREADS
+    if (rc) { PyErr_NoMemory(); goto done; }
+    ret = Py_None;
+    Py_INCREF(ret);
+done:
+    PyBuffer_Release(&blob); PyBuffer_Release(&meta); PyBuffer_Release(&x); PyBuffer_Release(&hs);
+    PyBuffer_Release(&p);
+    return ret;
+}
+
+static PyObject *py_has_avx2(PyObject *self, PyObject *args)
+{
+    (void)self; (void)args;
+    return PyBool_FromLong(g_use_avx2);
+}
+
+static PyObject *py_set_avx2(PyObject *self, PyObject *args)
+{
+    (void)self;
+    int on;
+    if (!PyArg_ParseTuple(args, "p", &on)) return NULL;
+#if SK_X86
+    g_use_avx2 = on && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    (void)on;
+    g_use_avx2 = 0;
+#endif
+    return PyBool_FromLong(g_use_avx2);
+}
+
+static PyMethodDef methods[] = {
+    {"run_skim", py_run_skim, METH_VARARGS, "Skim-LSTM per-token loop (see the module source)."},
+    {"run_dense", py_run_dense, METH_VARARGS, "All-read LSTM loop with the input projection as one GEMM."},
+    {"has_avx2", py_has_avx2, METH_NOARGS, "True if the AVX2+FMA path is in use."},
+    {"set_avx2", py_set_avx2, METH_VARARGS, "Enable (if the CPU allows) or disable the AVX2 path; returns the state."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_skimkernel", "Compiled Skim-LSTM kernel.", -1, methods,
+                                    NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__skimkernel(void)
+{
+#if SK_X86
+    __builtin_cpu_init();
+    g_use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    return PyModule_Create(&moddef);
+}

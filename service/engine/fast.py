@@ -1,0 +1,199 @@
+"""Compiled Skim-LSTM kernel: kernel name "fast" (C extension service/engine/_skimkernel.c).
+
+run_layer(w, x, threshold) has the contract of reference.run_layer (the oracle): same LayerOutput, the
+same decisions (skim iff float32(p_skim) > float32(threshold)), hidden states within float32 rounding.
+
+- Weights are packed once per LayerWeights into one float32 blob (panel layout, see the C source) and
+  cached, keyed on the object's identity and dropped when the object is garbage-collected. `prepare(w)`
+  packs and runs a tiny warm-up call: families call it when a model is loaded (Classifier.__init__),
+  so nothing heavy happens on the first request. There is no JIT: the extension is compiled by
+  `pip install -e .` (setup.py); importing this module without it raises ImportError, and
+  backends.get_layer_kernel falls back to the reference with a logged reason.
+- The cheaper form per call: a plain LSTM layer, or a skim layer whose threshold cannot be exceeded
+  (float32(threshold) >= 1, or NaN: p_skim <= 1 is never greater), runs the dense form (input
+  projection of all tokens as one GEMM, then W_hh h per step). Otherwise the per-token skim loop
+  (see skim_loop in the C source: decision and small-cell input parts precomputed for all tokens; a read
+  step uses the input projection of its chunk when the previous chunk was mostly read).
+- The GIL is released while the C code runs (the API serves requests from a thread pool).
+- run_layer_forced(w, x, skim) runs the skim loop with given decisions (benchmarks: forced skim rates).
+
+Weights are treated as immutable once packed (LayerWeights is frozen; do not write into its arrays).
+"""
+from __future__ import annotations
+
+import math
+import threading
+import weakref
+
+import numpy as np
+
+from . import _skimkernel as _k  # ImportError when the extension was not built -> reference fallback
+from .layer import LayerOutput, LayerWeights
+
+NAME = "fast"
+PANEL = 64
+META_VERSION = 3
+N_PARTS = 7
+# Read-step form B (chunk input projection) when >= PRE_READS of the previous chunk's 8 steps were reads;
+# the first chunk of a sequence uses form B when FIRST_PRE.
+CHUNK = 8
+PRE_READS = 4
+FIRST_PRE = False
+
+
+def _r8(n: int) -> int:
+    return (n + 7) // 8 * 8
+
+
+def _panels(W: np.ndarray, rows: int | None = None) -> np.ndarray:
+    """(R, K) -> rows padded with zeros to `rows` (default r8(R)), cut into panels of <= 64 rows, each
+    stored column by column (K x width, contiguous): the layout of the C matvec."""
+    W = np.asarray(W, np.float32)
+    R, K = W.shape
+    rows = _r8(R) if rows is None else rows
+    Wp = np.zeros((rows, K), np.float32)
+    Wp[:R] = W
+    return np.concatenate([np.ascontiguousarray(Wp[p0:p0 + PANEL].T).ravel() for p0 in range(0, rows, PANEL)]
+                          or [np.zeros(0, np.float32)])
+
+
+def _padded(b: np.ndarray, rows: int) -> np.ndarray:
+    out = np.zeros(rows, np.float32)
+    out[:len(b)] = b
+    return out
+
+
+class Packed:
+    """A layer's weights in the kernel's layout: one float32 blob and the int32 meta array (offsets)."""
+
+    def __init__(self, w: LayerWeights):
+        w.check()
+        e, d, ds = w.input_size, w.hidden_size, w.small_size
+        self.e, self.d, self.ds, self.skims = e, d, ds, w.skims
+        RB = _r8(4 * d)
+        parts = [
+            _panels(w.W_ih),                                      # big_x
+            _panels(w.W_hh),                                      # big_h
+            _padded(w.b, RB),                                     # big_b
+        ]
+        if w.skims:
+            RS = _r8(4 * ds)
+            sx = np.zeros((RS + 8, e), np.float32)      # input parts: small cell, then the decision at RS
+            sx[:4 * ds] = w.Ws_ih
+            sx[RS:RS + 2] = w.Wd[:, :e]
+            sx_b = np.zeros(RS + 8, np.float32)
+            sx_b[:4 * ds] = w.bs
+            sx_b[RS:RS + 2] = w.bd
+            sh = np.zeros((RS + 8, d), np.float32)      # recurrent parts, same rows
+            sh[:4 * ds] = w.Ws_hh
+            sh[RS:RS + 2] = w.Wd[:, e:]
+            parts += [_panels(sx), sx_b, _panels(sh), np.ascontiguousarray(w.Wd[:, e:], np.float32).ravel()]
+        offsets, pos = [], 0
+        for a in parts:
+            offsets.append(pos)
+            pos += _r8(a.size)  # every part starts 32-byte aligned relative to the blob
+        offsets += [-1] * (N_PARTS - len(offsets))
+        self.blob = np.zeros(pos + 8, np.float32)
+        for off, a in zip(offsets, parts):
+            self.blob[off:off + a.size] = a
+        self.meta = np.array([META_VERSION, e, d, ds, *offsets], np.int32)
+
+    @property
+    def nbytes(self) -> int:
+        return self.blob.nbytes
+
+
+_cache: dict[int, tuple[weakref.ref, Packed]] = {}
+_lock = threading.Lock()
+
+
+def _forget(key: int) -> None:
+    with _lock:
+        _cache.pop(key, None)
+
+
+def packed(w: LayerWeights) -> Packed:
+    """The packed form of w, built once (keyed on the object; dropped when w is collected)."""
+    key = id(w)
+    entry = _cache.get(key)
+    if entry is not None and entry[0]() is w:
+        return entry[1]
+    with _lock:
+        entry = _cache.get(key)
+        if entry is None or entry[0]() is not w:
+            entry = (weakref.ref(w), Packed(w))
+            _cache[key] = entry
+            weakref.finalize(w, _forget, key)
+    return entry[1]
+
+
+def prepare(w: LayerWeights) -> None:
+    """Pack w and run a two-token warm-up through each entry point (call at model load)."""
+    P = packed(w)
+    x = np.zeros((2, P.e), np.float32)
+    run_layer(w, x, 1.0)
+    if P.skims:
+        run_layer(w, x, 0.5)
+
+
+def _check_x(P: Packed, x: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2 or x.shape[1] != P.e:
+        raise ValueError(f"x has shape {x.shape}, expected (T, {P.e})")
+    return x
+
+
+def _outputs(T: int, d: int):
+    return np.zeros((T, d), np.float32), np.zeros(T, np.bool_), np.zeros(T, np.float32)
+
+
+def no_skim_possible(threshold: float) -> bool:
+    """True when float32(p_skim) > float32(threshold) cannot hold for any p_skim in [0, 1]."""
+    thr = np.float32(threshold)
+    return bool(thr >= 1.0 or math.isnan(thr))
+
+
+def run_dense(w: LayerWeights, x: np.ndarray) -> LayerOutput:
+    """Every token read, in the dense form (p_skim computed for skim layers)."""
+    P = packed(w)
+    x = _check_x(P, x)
+    T = x.shape[0]
+    hs, skim, p = _outputs(T, P.d)
+    if T:
+        _k.run_dense(P.blob, P.meta, x, T, hs, p, P.skims)
+    return LayerOutput(hs, skim, p)
+
+
+def run_layer(w: LayerWeights, x: np.ndarray, threshold: float) -> LayerOutput:
+    P = packed(w)
+    if not P.skims or no_skim_possible(threshold):
+        return run_dense(w, x)
+    x = _check_x(P, x)
+    T = x.shape[0]
+    hs, skim, p = _outputs(T, P.d)
+    if T:
+        _k.run_skim(P.blob, P.meta, x, T, float(np.float32(threshold)), b"", hs, skim, p, PRE_READS, FIRST_PRE)
+    return LayerOutput(hs, skim, p)
+
+
+def run_layer_forced(w: LayerWeights, x: np.ndarray, skim_mask: np.ndarray) -> LayerOutput:
+    """The skim loop with given decisions (p_skim is still computed): for benchmarks at a chosen skim rate."""
+    P = packed(w)
+    if not P.skims:
+        raise ValueError("forced decisions need a skim layer")
+    x = _check_x(P, x)
+    T = x.shape[0]
+    mask = np.ascontiguousarray(skim_mask, dtype=np.uint8)
+    if mask.shape != (T,):
+        raise ValueError(f"skim mask has shape {mask.shape}, expected ({T},)")
+    hs, skim, p = _outputs(T, P.d)
+    if T:
+        _k.run_skim(P.blob, P.meta, x, T, 0.5, mask, hs, skim, p, PRE_READS, FIRST_PRE)
+    return LayerOutput(hs, skim, p)
+
+
+def has_avx2() -> bool:
+    return bool(_k.has_avx2())
+
+
+run_layer.prepare = prepare  # the hook families call at load time (see Classifier.__init__)

@@ -1,0 +1,26 @@
+"""Build hook for the compiled Skim-LSTM kernel; the project metadata lives in pyproject.toml.
+
+`pip install -e .` builds service/engine/_skimkernel.*.so in place. The extension is optional: without
+a C compiler the install still succeeds and the engine falls back to the NumPy reference (logged).
+No -march=native: the AVX2+FMA code path is compiled per function (target attributes) and chosen at
+run time with __builtin_cpu_supports, so one build runs on any x86-64 CPU.
+"""
+import sys
+
+from setuptools import Extension, setup
+
+if sys.platform == "win32":
+    _flags = ["/O2"]
+else:
+    _flags = ["-O3", "-std=c99", "-fno-math-errno", "-Wall"]
+
+setup(
+    ext_modules=[
+        Extension(
+            "service.engine._skimkernel",
+            sources=["service/engine/_skimkernel.c"],
+            extra_compile_args=_flags,
+            optional=True,
+        )
+    ]
+)
