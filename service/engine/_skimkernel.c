@@ -12,9 +12,9 @@
  * Gate order inside a gate vector is PyTorch's i, f, g, o, each block n long (n = d or d').
  *
  * Entry points (arrays are C-contiguous float32 buffers unless stated; blob/meta: see unpack()):
- *   run_skim(blob, meta, x, T, threshold, mask, hs, skim, p, pre_reads, first_pre) -> int
+ *   run_skim(blob, meta, x, T, threshold, mask, hs, skim, p, pre_reads) -> int
  *       per-token loop of a Skim-LSTM layer (see skim_loop).  mask: empty -> decide by threshold;
- *       T bytes -> forced decisions (benchmarks).  Returns how many chunks used the precomputed form.
+ *       T bytes -> forced decisions (benchmarks).  Returns how many input-projection windows it computed.
  *   run_dense(blob, meta, x, T, hs, p, decide)
  *       every token read (a plain LSTM layer, or a skim layer whose threshold cannot be exceeded): the input
  *       projection of all tokens is one GEMM, then per step only W_hh h.  decide: also compute p_skim.
@@ -218,13 +218,13 @@ SK_AVX2 static inline __m256 exp_avx2(__m256 x)
                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
     x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
-    __m256 y = _mm256_set1_ps(1.9875691500E-4f);
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
-    y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+    /* the degree-5 polynomial in Estrin's form (3 dependent steps instead of 5: the gates are latency-bound) */
+    const __m256 x2 = _mm256_mul_ps(x, x);
+    const __m256 p45 = _mm256_fmadd_ps(_mm256_set1_ps(1.9875691500E-4f), x, _mm256_set1_ps(1.3981999507E-3f));
+    const __m256 p23 = _mm256_fmadd_ps(_mm256_set1_ps(8.3334519073E-3f), x, _mm256_set1_ps(4.1665795894E-2f));
+    const __m256 p01 = _mm256_fmadd_ps(_mm256_set1_ps(1.6666665459E-1f), x, _mm256_set1_ps(5.0000001201E-1f));
+    __m256 y = _mm256_fmadd_ps(_mm256_fmadd_ps(p45, x2, p23), x2, p01);
+    y = _mm256_fmadd_ps(y, x2, _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
     __m256i n = _mm256_cvtps_epi32(fx);
     __m256 s = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23));
     return _mm256_mul_ps(y, s);
@@ -250,39 +250,25 @@ SK_AVX2 static inline __m256 tanh_avx2(__m256 z)
     return _mm256_fmsub_ps(two, sigm_avx2(_mm256_mul_ps(two, z)), _mm256_set1_ps(1.0f));
 }
 
-SK_AVX2 static inline void gate8(const float *G, int n, int j, const float *cin, __m256 *cn, __m256 *hn,
-                                 __m256i mask, int masked)
+/* The gates of 8 units j..j+7 of n (the lanes >= n are computed on whatever follows and not stored:
+ * every buffer has 8 floats of slack).  Full-width loads and stores, no masked ones: AMD CPUs run masked
+ * stores slowly and cannot forward them to the next step's loads. */
+SK_AVX2 static inline void gates_avx2(const float *G, int n, float *c, float *h)
 {
-    __m256 gi, gf, gg, go, c0;
-    if (masked) {
-        gi = _mm256_maskload_ps(G + j, mask); gf = _mm256_maskload_ps(G + n + j, mask);
-        gg = _mm256_maskload_ps(G + 2 * n + j, mask); go = _mm256_maskload_ps(G + 3 * n + j, mask);
-        c0 = _mm256_maskload_ps(cin + j, mask);
-    } else {
-        gi = _mm256_loadu_ps(G + j); gf = _mm256_loadu_ps(G + n + j);
-        gg = _mm256_loadu_ps(G + 2 * n + j); go = _mm256_loadu_ps(G + 3 * n + j);
-        c0 = _mm256_loadu_ps(cin + j);
-    }
-    __m256 c = _mm256_fmadd_ps(sigm_avx2(gf), c0, _mm256_mul_ps(sigm_avx2(gi), tanh_avx2(gg)));
-    *cn = c;
-    *hn = _mm256_mul_ps(sigm_avx2(go), tanh_avx2(c));
-}
-
-SK_AVX2 static void gates_avx2(const float *G, int n, float *c, float *h)
-{
-    const __m256i none = _mm256_setzero_si256();
-    int j = 0;
-    __m256 cn, hn;
-    for (; j + 8 <= n; j += 8) {
-        gate8(G, n, j, c, &cn, &hn, none, 0);
+    for (int j = 0; j < n; j += 8) {
+        const __m256 gi = _mm256_loadu_ps(G + j), gf = _mm256_loadu_ps(G + n + j);
+        const __m256 gg = _mm256_loadu_ps(G + 2 * n + j), go = _mm256_loadu_ps(G + 3 * n + j);
+        const __m256 c0 = _mm256_loadu_ps(c + j), h0 = _mm256_loadu_ps(h + j);
+        __m256 cn = _mm256_fmadd_ps(sigm_avx2(gf), c0, _mm256_mul_ps(sigm_avx2(gi), tanh_avx2(gg)));
+        __m256 hn = _mm256_mul_ps(sigm_avx2(go), tanh_avx2(cn));
+        if (j + 8 > n) {
+            const __m256 keep = _mm256_castsi256_ps(
+                _mm256_cmpgt_epi32(_mm256_set1_epi32(n - j), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+            cn = _mm256_blendv_ps(c0, cn, keep);
+            hn = _mm256_blendv_ps(h0, hn, keep);
+        }
         _mm256_storeu_ps(c + j, cn);
         _mm256_storeu_ps(h + j, hn);
-    }
-    if (j < n) {
-        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - j), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        gate8(G, n, j, c, &cn, &hn, mask, 1);
-        _mm256_maskstore_ps(c + j, mask, cn);
-        _mm256_maskstore_ps(h + j, mask, hn);
     }
 }
 
@@ -409,23 +395,24 @@ static int unpack(Py_buffer *blob, Py_buffer *meta, Weights *W)
 
 /* ------------------------------------------------------------------ the two loops */
 
-#define CHUNK 8
+#define CHUNK 6   /* the GEMM micro-kernel's token count: one pass over W_ih serves 6 tokens */
 
 /* Per-token Skim-LSTM loop.
  * Before the loop: XS = input parts of the small cell and of the decision for every token (one GEMM).
- * Every step: S = XS[t] + [Ws_hh; Wd_h] h_{t-1} (one small matvec: the small cell's gate inputs and the
- * decision's z, fused), p_skim from z, the decision; then a skim step applies the small cell's gates to S
- * (h[:d'], c[:d'] change), a read step runs the big cell in the cheaper of two forms, chosen per chunk of
- * CHUNK tokens from the previous chunk's decisions:
- *   (A) W_ih x_t + b, then + W_hh h_{t-1}: two matvecs (nothing precomputed), or
- *   (B) W_hh h_{t-1} on top of the chunk's input projection, computed as a GEMM when the chunk starts:
- *       that costs the projection of all CHUNK tokens but at GEMM speed, and pays off when most are read.
- * B is used when at least pre_reads of the previous chunk's steps were read steps (the first chunk: when
- * first_pre).  Both forms compute the same sums in another order.  FLOPs beyond service/flops.py's count:
- * the small cell's matvecs on read steps (8 d'(e+d) per read) and, in form B, the projections of skipped
- * tokens of the chunk. */
+ * Every step: S = XS[t] + [Ws_hh; 0; Wd_h] h_{t-1} (one small matvec: the small cell's gate inputs and the
+ * decision's logits, fused), p_skim from the logits, the decision; then a skim step applies the small
+ * cell's gates to S (h[:d'], c[:d'] change) and a read step runs the big cell in the cheaper of two forms:
+ *   (A) W_ih x_t + b, then + W_hh h_{t-1}: two matvecs streaming the big weights, nothing precomputed;
+ *   (B) W_hh h_{t-1} on top of a precomputed input projection.  At a read step not yet covered, when at
+ *       least pre_reads of the last CHUNK steps (this one included) were reads, the input projections of
+ *       tokens t .. t+CHUNK-1 are computed by one GEMM pass (about the cost of two form-A input matvecs,
+ *       for CHUNK tokens), and the reads among them use form B.
+ * Reads in runs are thus served at GEMM speed and isolated reads stream the weights once; the choice
+ * depends only on the sequence's own decisions (deterministic).  Both forms compute the same sums in
+ * another order.  FLOPs beyond service/flops.py's count: the small cell's recurrent matvec on read steps
+ * (8 d' d per read) and, in form B, the projections of tokens of a window that end up skimmed. */
 static int skim_loop(const Weights *W, const float *x, int T, float thr, const uint8_t *mask, int pre_reads,
-                     int first_pre, float *hs, uint8_t *skim, float *p, int *n_pre)
+                     float *hs, uint8_t *skim, float *p, int *n_pre)
 {
     const int e = W->e, d = W->d, ds = W->ds, RB = W->RB, RS = W->RS, RX = W->RX;
     float *h = calloc((size_t)d + 8, sizeof(float));
@@ -436,30 +423,27 @@ static int skim_loop(const Weights *W, const float *x, int T, float thr, const u
     float *XB = malloc(((size_t)CHUNK * RB + 8) * sizeof(float));
     if (!h || !c || !G || !S || !XS || !XB) { free(h); free(c); free(G); free(S); free(XS); free(XB); return -1; }
     gemm(W->sx, RX, e, x, (size_t)e, T, W->sx_b, XS, (size_t)RX);
-    int reads_prev = first_pre ? CHUNK : 0, reads = 0, pre = 0, pre_chunks = 0;
+    unsigned recent = 0;                       /* bit i: step t-i was a read */
+    int pre_from = 0, pre_to = 0, pre_windows = 0;
     for (int t = 0; t < T; t++) {
-        const int j = t % CHUNK;
-        if (j == 0) {
-            if (t) reads_prev = reads;
-            reads = 0;
-            pre = reads_prev >= pre_reads;
-            if (pre) {
-                const int n = T - t < CHUNK ? T - t : CHUNK;
-                gemm(W->big_x, RB, e, x + (size_t)t * e, (size_t)e, n, W->big_b, XB, (size_t)RB);
-                pre_chunks++;
-            }
-        }
         mv(W->sh, RX, d, h, XS + (size_t)t * RX, S);
         const float ps = p_skim(S[RS], S[RS + 1]);
         const int sk = mask ? (mask[t] != 0) : (ps > thr);
         p[t] = ps;
         skim[t] = (uint8_t)sk;
+        recent = ((recent << 1) | (unsigned)!sk) & ((1u << CHUNK) - 1);
         if (sk) {
             gates(S, ds, c, h);            /* only h[:d'], c[:d'] change */
         } else {
-            reads++;
-            if (pre) {
-                mv(W->big_h, RB, d, h, XB + (size_t)j * RB, G);
+            if (t >= pre_to && __builtin_popcount(recent) >= pre_reads) {
+                const int n = T - t < CHUNK ? T - t : CHUNK;
+                gemm(W->big_x, RB, e, x + (size_t)t * e, (size_t)e, n, W->big_b, XB, (size_t)RB);
+                pre_from = t;
+                pre_to = t + n;
+                pre_windows++;
+            }
+            if (t < pre_to) {
+                mv(W->big_h, RB, d, h, XB + (size_t)(t - pre_from) * RB, G);
             } else {
                 mv(W->big_x, RB, e, x + (size_t)t * e, W->big_b, G);
                 mv(W->big_h, RB, d, h, G, G);
@@ -468,7 +452,7 @@ static int skim_loop(const Weights *W, const float *x, int T, float thr, const u
         }
         memcpy(hs + (size_t)t * d, h, (size_t)d * sizeof(float));
     }
-    if (n_pre) *n_pre = pre_chunks;
+    if (n_pre) *n_pre = pre_windows;
     free(h); free(c); free(G); free(S); free(XS); free(XB);
     return 0;
 }
@@ -514,10 +498,10 @@ static PyObject *py_run_skim(PyObject *self, PyObject *args)
 {
     (void)self;
     Py_buffer blob, meta, x, mask, hs, sk, p;
-    int T, pre_reads, first_pre;
+    int T, pre_reads;
     float thr;
-    if (!PyArg_ParseTuple(args, "y*y*y*ify*w*w*w*ip", &blob, &meta, &x, &T, &thr, &mask, &hs, &sk, &p,
-                          &pre_reads, &first_pre))
+    if (!PyArg_ParseTuple(args, "y*y*y*ify*w*w*w*i", &blob, &meta, &x, &T, &thr, &mask, &hs, &sk, &p,
+                          &pre_reads))
         return NULL;
     PyObject *ret = NULL;
     Weights W;
@@ -530,7 +514,7 @@ static PyObject *py_run_skim(PyObject *self, PyObject *args)
     if (mask.len != 0 && !need(&mask, T, "mask")) goto done;
     int rc, n_pre = 0;
     Py_BEGIN_ALLOW_THREADS
-    rc = skim_loop(&W, x.buf, T, thr, mask.len ? (const uint8_t *)mask.buf : NULL, pre_reads, first_pre, hs.buf,
+    rc = skim_loop(&W, x.buf, T, thr, mask.len ? (const uint8_t *)mask.buf : NULL, pre_reads, hs.buf,
                    sk.buf, p.buf, &n_pre);
     Py_END_ALLOW_THREADS
     if (rc) { PyErr_NoMemory(); goto done; }

@@ -34,11 +34,9 @@ NAME = "fast"
 PANEL = 64
 META_VERSION = 3
 N_PARTS = 7
-# Read-step form B (chunk input projection) when >= PRE_READS of the previous chunk's 8 steps were reads;
-# the first chunk of a sequence uses form B when FIRST_PRE.
-CHUNK = 8
-PRE_READS = 4
-FIRST_PRE = False
+# A read step precomputes the input projections of the next 6 tokens (form B, see skim_loop in the C
+# source) when at least PRE_READS of the last 6 steps were reads; set from benchmarks/kernels.py runs.
+PRE_READS = 3
 
 
 def _r8(n: int) -> int:
@@ -172,7 +170,7 @@ def run_layer(w: LayerWeights, x: np.ndarray, threshold: float) -> LayerOutput:
     T = x.shape[0]
     hs, skim, p = _outputs(T, P.d)
     if T:
-        _k.run_skim(P.blob, P.meta, x, T, float(np.float32(threshold)), b"", hs, skim, p, PRE_READS, FIRST_PRE)
+        _k.run_skim(P.blob, P.meta, x, T, float(np.float32(threshold)), b"", hs, skim, p, PRE_READS)
     return LayerOutput(hs, skim, p)
 
 
@@ -188,7 +186,7 @@ def run_layer_forced(w: LayerWeights, x: np.ndarray, skim_mask: np.ndarray) -> L
         raise ValueError(f"skim mask has shape {mask.shape}, expected ({T},)")
     hs, skim, p = _outputs(T, P.d)
     if T:
-        _k.run_skim(P.blob, P.meta, x, T, 0.5, mask, hs, skim, p, PRE_READS, FIRST_PRE)
+        _k.run_skim(P.blob, P.meta, x, T, 0.5, mask, hs, skim, p, PRE_READS)
     return LayerOutput(hs, skim, p)
 
 
