@@ -13,15 +13,17 @@ import torch.nn.functional as F
 
 
 class LSTMClassifier(nn.Module):
-    def __init__(self, emb: torch.Tensor, d: int, n_labels: int, dropout: float = 0.3, freeze_emb: bool = True):
+    def __init__(self, emb: torch.Tensor, d: int, n_labels: int, dropout: float = 0.3, freeze_emb: bool = True,
+                 emb_dropout: float | None = None):
         super().__init__()
         self.embedding = nn.Embedding.from_pretrained(emb, freeze=freeze_emb, padding_idx=0)
         self.lstm = nn.LSTM(emb.shape[1], d, batch_first=True)
         self.drop = nn.Dropout(dropout)
+        self.emb_drop = nn.Dropout(dropout if emb_dropout is None else emb_dropout)
         self.head = nn.Linear(d, n_labels)
 
     def forward(self, ids, lengths, **_):
-        x = self.drop(self.embedding(ids))
+        x = self.emb_drop(self.embedding(ids))
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, (h, _) = self.lstm(packed)
         return self.head(self.drop(h[-1])), None
@@ -34,7 +36,7 @@ class LSTMClassifier(nn.Module):
 
 class SkimLSTMClassifier(nn.Module):
     def __init__(self, emb: torch.Tensor, d: int, d_small: int, n_labels: int, dropout: float = 0.3,
-                 freeze_emb: bool = True):
+                 freeze_emb: bool = True, emb_dropout: float | None = None):
         super().__init__()
         e = emb.shape[1]
         self.d, self.ds = d, d_small
@@ -45,7 +47,10 @@ class SkimLSTMClassifier(nn.Module):
         self.Ws_ih, self.Ws_hh, self.bs = u((4 * d_small, e), ks), u((4 * d_small, d), ks), u((4 * d_small,), ks)
         self.Wd, self.bd = u((2, e + d), kd), nn.Parameter(torch.zeros(2))
         self.drop = nn.Dropout(dropout)
+        self.emb_drop = nn.Dropout(dropout if emb_dropout is None else emb_dropout)
         self.head = nn.Linear(d, n_labels)
+        self.fast_train = True   # training forward: fused projections and one fused step (same math)
+        self.step_fn = skim_step  # may be replaced by a torch.compile'd skim_step (training/train.py --compile)
 
     def init_from_lstm(self, lstm: LSTMClassifier) -> None:
         """Start the big cell, embedding and head from a trained LSTM (stabler skim training)."""
@@ -63,9 +68,11 @@ class SkimLSTMClassifier(nn.Module):
 
     def forward(self, ids, lengths, tau: float = 1.0, threshold: float = 0.5):
         """Returns logits and (log p per step (B,T,2), skim decisions (B,T) in eval mode, valid mask)."""
+        if self.training and self.fast_train:
+            return self._forward_train_fast(ids, lengths, tau)
         B, T = ids.shape
         d, ds = self.d, self.ds
-        x = self.drop(self.embedding(ids))
+        x = self.emb_drop(self.embedding(ids))
         e = x.shape[-1]
         xb = x @ self.W_ih.t() + self.b          # input parts for all steps at once (training only)
         xs = x @ self.Ws_ih.t() + self.bs
@@ -97,10 +104,61 @@ class SkimLSTMClassifier(nn.Module):
         logits = self.head(self.drop(h))
         return logits, (torch.stack(logps, 1), torch.stack(skims, 1) if skims else None, valid)
 
+    def _forward_train_fast(self, ids, lengths, tau: float, gumbel: torch.Tensor | None = None):
+        """Training forward, the same function as the reference loop below (soft Gumbel-softmax mixture),
+        organised for speed: the input parts of the big cell, small cell and decision layer are one
+        matmul over all steps, and each step is one call of `skim_step` (one matmul with the stacked
+        recurrent weights, then elementwise work that torch.compile fuses into a few kernels)."""
+        B, T = ids.shape
+        d, ds = self.d, self.ds
+        x = self.emb_drop(self.embedding(ids))
+        e = x.shape[-1]
+        W_in = torch.cat([self.W_ih, self.Ws_ih, self.Wd[:, :e]], 0)        # (4d + 4d' + 2, e)
+        b_in = torch.cat([self.b, self.bs, self.bd], 0)
+        W_rec = torch.cat([self.W_hh, self.Ws_hh, self.Wd[:, e:]], 0)       # (4d + 4d' + 2, d)
+        pre = torch.addmm(b_in, x.transpose(0, 1).reshape(T * B, e), W_in.t()).view(T, B, -1)
+        if gumbel is None:  # Gumbel(0, 1) noise for every step, as F.gumbel_softmax draws it
+            gumbel = -torch.empty(T, B, 2, device=x.device, dtype=x.dtype).exponential_().log()
+        valid = (torch.arange(T, device=ids.device)[None, :] < lengths[:, None])
+        mask = valid.t().to(x.dtype).unsqueeze(-1)                            # (T, B, 1)
+        inv_tau = torch.full((), 1.0 / tau, device=x.device, dtype=x.dtype)
+        # requires_grad on the zero start states: every step then sees the same input kinds (one compiled graph)
+        h = x.new_zeros(B, d).requires_grad_()
+        c = x.new_zeros(B, d).requires_grad_()
+        logps = []
+        for t, pre_t in enumerate(pre.unbind(0)):
+            h, c, logp = self.step_fn(pre_t, h, c, W_rec, gumbel[t], inv_tau, mask[t], d, ds)
+            logps.append(logp)
+        logits = self.head(self.drop(h))
+        return logits, (torch.stack(logps, 1), None, valid)
+
     def export_weights(self) -> dict:
         return {"rnn.W_ih": self.W_ih, "rnn.W_hh": self.W_hh, "rnn.b": self.b, "rnn.Ws_ih": self.Ws_ih,
                 "rnn.Ws_hh": self.Ws_hh, "rnn.bs": self.bs, "rnn.Wd": self.Wd, "rnn.bd": self.bd,
                 "head.W": self.head.weight, "head.b": self.head.bias}
+
+
+def _lstm_cell(gates, c):
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c_new), c_new
+
+
+def skim_step(pre_t, h, c, W_rec, gumbel_t, inv_tau, m, d: int, ds: int):
+    """One training step of the Skim-LSTM (soft mixture), given the input parts `pre_t` of
+    [big gates | small gates | decision logits] for this step. Same arithmetic as the reference loop of
+    SkimLSTMClassifier.forward in training mode; F.gumbel_softmax(logp, tau) = softmax((logp + g) / tau)."""
+    gates = torch.addmm(pre_t, h, W_rec.t())
+    z = gates[:, 4 * d + 4 * ds:]
+    logp = F.log_softmax(z, dim=-1)
+    h_r, c_r = _lstm_cell(gates[:, :4 * d], c)
+    h_s, c_s = _lstm_cell(gates[:, 4 * d:4 * d + 4 * ds], c[:, :ds])
+    h_s = torch.cat([h_s, h[:, ds:]], dim=1)
+    c_s = torch.cat([c_s, c[:, ds:]], dim=1)
+    skim_w = F.softmax((logp + gumbel_t) * inv_tau, dim=-1)[:, 1:2]
+    h_new = (1 - skim_w) * h_r + skim_w * h_s
+    c_new = (1 - skim_w) * c_r + skim_w * c_s
+    return m * h_new + (1 - m) * h, m * c_new + (1 - m) * c, logp
 
 
 def skim_loss(aux, gamma: float) -> torch.Tensor:

@@ -15,6 +15,7 @@ import math
 import platform
 import random
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ from service.artifacts import load_artifact, write_artifact
 from service.tokenizer import TOKENIZER_NAME, tokenize
 
 from . import data
-from .torch_models import LSTMClassifier, SkimLSTMClassifier, skim_loss
+from .torch_models import LSTMClassifier, SkimLSTMClassifier, skim_loss, skim_step
 from .vocab import build_vocab, cached_vocab
 
 
@@ -78,6 +79,37 @@ def evaluate(model, encoded, device, batch_size=256, threshold=0.5):
     return correct / n, (skimmed / tokens if tokens else 0.0)
 
 
+def try_compile(model, device, batch_size: int) -> bool:
+    """Use a torch.compile'd training step (fused kernels; identical math) if it compiles and agrees with
+    the eager step on random inputs; otherwise keep the eager step."""
+    try:
+        import torch._dynamo
+        if hasattr(torch._dynamo.config, "recompile_limit"):
+            torch._dynamo.config.recompile_limit = 64
+        step = torch.compile(skim_step, fullgraph=True)
+        d, ds = model.d, model.ds
+        G = 4 * d + 4 * ds + 2
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        args = [torch.randn(batch_size, n, generator=gen).to(device) for n in (G, d, d)]
+        W = (torch.randn(G, d, generator=gen) * 0.1).to(device)
+        rest = (-torch.empty(batch_size, 2).exponential_(generator=gen).log().to(device),
+                torch.full((), 1.5, device=device), torch.ones(batch_size, 1, device=device), d, ds)
+        outs = []
+        for fn in (skim_step, step):
+            ins = [a.clone().requires_grad_() for a in args] + [W.clone().requires_grad_()]
+            h, c, lp = fn(ins[0], ins[1], ins[2], ins[3], *rest)
+            (h.sum() + c.sum() + lp.sum()).backward()
+            outs.append([h, c, lp] + [a.grad for a in ins])
+        err = max((a - b).abs().max().item() for a, b in zip(*outs))
+        if not err < 1e-4:
+            raise RuntimeError(f"compiled step differs from eager by {err}")
+        model.step_fn = step
+        return True
+    except Exception as exc:  # noqa: BLE001 - any compile failure: train with the eager step
+        tqdm.write(f"torch.compile of the skim step failed, using eager: {type(exc).__name__}: {exc}")
+        return False
+
+
 def tau_at(step: int, rate: float) -> float:
     return max(0.5, math.exp(-rate * step))
 
@@ -98,6 +130,11 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--emb-dropout", type=float, default=None, help="dropout on the word vectors; default: --dropout")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 (Adam weight_decay) on all weights but the embedding")
+    p.add_argument("--forget-bias", type=float, default=0.0, help="LSTM: added to the forget-gate bias at init")
+    p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                   help="skim: torch.compile the training step (auto: on CUDA); falls back to eager if it fails")
     p.add_argument("--tune-embeddings", action="store_true", help="default: GloVe rows frozen")
     p.add_argument("--max-len", type=int, default=0, help="training truncation (keep last N tokens); 0 = none")
     p.add_argument("--max-steps", type=int, default=20000)
@@ -119,6 +156,7 @@ def main(argv=None):
     if args.init_from:
         base = load_artifact(args.init_from)
         vocab, emb = base.vocab, base.weights["embedding"]
+        args.d = base.manifest["sizes"]["hidden"]  # the big cell is the base LSTM's
         vocab_stats = base.manifest.get("vocab_stats", {})
     else:
         vocab, emb, vocab_stats = cached_vocab(Path(args.vocab_cache) if args.vocab_cache else None, vocab_key,
@@ -128,9 +166,13 @@ def main(argv=None):
     emb_t = torch.tensor(emb)
     device = torch.device(args.device)
     if args.family == "lstm":
-        model = LSTMClassifier(emb_t, args.d, 2, args.dropout, not args.tune_embeddings)
+        model = LSTMClassifier(emb_t, args.d, 2, args.dropout, not args.tune_embeddings, args.emb_dropout)
+        if args.forget_bias:
+            with torch.no_grad():
+                model.lstm.bias_ih_l0[args.d:2 * args.d] += args.forget_bias
     else:
-        model = SkimLSTMClassifier(emb_t, args.d, args.d_small, 2, args.dropout, not args.tune_embeddings)
+        model = SkimLSTMClassifier(emb_t, args.d, args.d_small, 2, args.dropout, not args.tune_embeddings,
+                                   args.emb_dropout)
         if args.init_from:
             lstm = LSTMClassifier(emb_t, args.d, 2)
             with torch.no_grad():
@@ -141,7 +183,12 @@ def main(argv=None):
                 lstm.head.weight.copy_(torch.tensor(bw["head.W"])), lstm.head.bias.copy_(torch.tensor(bw["head.b"]))
             model.init_from_lstm(lstm)
     model.to(device).train()
-    opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=args.lr)
+    decay = [q for n, q in model.named_parameters() if q.requires_grad and not n.startswith("embedding")]
+    rest = [q for n, q in model.named_parameters() if q.requires_grad and n.startswith("embedding")]
+    opt = torch.optim.Adam([{"params": decay, "weight_decay": args.weight_decay}, {"params": rest}], lr=args.lr)
+    compiled = args.family == "skim" and (args.compile == "on" or (args.compile == "auto" and device.type == "cuda"))
+    if compiled:
+        compiled = try_compile(model, device, args.batch_size)
 
     out = Path(args.out_dir) / args.name
     out.mkdir(parents=True, exist_ok=True)
@@ -152,8 +199,11 @@ def main(argv=None):
         log_lines.append(json.dumps(rec))
         tqdm.write(json.dumps(rec))
 
-    log({"event": "start", "args": vars(args), "train": len(train), "dev": len(dev), "vocab": vocab_stats})
+    log({"event": "start", "args": vars(args), "train": len(train), "dev": len(dev), "vocab": vocab_stats,
+         "compiled_step": compiled})
     rng = random.Random(args.seed)
+    term = []  # SIGTERM (e.g. `timeout`): stop after the current step and still write the best checkpoint
+    signal.signal(signal.SIGTERM, lambda *_: term.append(time.time() - t_start))
     best = (-1.0, None, 0, 0.0)  # dev acc, state, step, skim
     step, epoch, stop = 0, 0, False
     bar = tqdm(total=args.max_steps, desc=args.name, mininterval=5)
@@ -183,7 +233,7 @@ def main(argv=None):
                 bar.set_postfix(dev=f"{acc:.3f}", skim=f"{skim:.2f}")
                 if step - best[2] >= args.patience and best[1] is not None:
                     stop = True
-            if step >= args.max_steps or (args.time_budget and time.time() - t_start > args.time_budget):
+            if step >= args.max_steps or (args.time_budget and time.time() - t_start > args.time_budget) or term:
                 stop = True
             if stop:
                 break
@@ -192,6 +242,8 @@ def main(argv=None):
         acc, skim = evaluate(model, enc_dev, device)  # no checkpoint qualified: keep the last, report it truly
         best = (acc, copy.deepcopy(model.state_dict()), step, skim)
     model.load_state_dict(best[1])
+    if term:
+        log({"event": "sigterm", "at_s": round(term[0], 1)})
     log({"event": "done", "best_step": best[2], "best_dev_acc": best[0], "best_dev_skim": best[3], "steps": step})
 
     weights = {k: v.detach().cpu().float().numpy() for k, v in model.export_weights().items()}

