@@ -45,6 +45,11 @@ class Classifier(ServedModel):
             from ..engine.onnx_backend import model_runner
 
             self.runner = model_runner(artifact)
+        # Layer kernels with a load-time hook (the compiled 'fast' kernel packs its weights and warms up):
+        # run it now, so that nothing heavy happens on the first request.
+        prepare = getattr(self.kernel, "prepare", None)
+        if self.runner is None and prepare is not None:
+            prepare(self.layer)
 
     def forward(self, ids: np.ndarray, threshold: float) -> tuple[np.ndarray, LayerOutput]:
         if self.runner is not None:

@@ -1,0 +1,259 @@
+"""Compiled 'fast' kernel vs the NumPy reference: identical skim decisions, hs/logits within 1e-5.
+
+Random weights (several e, d, d'; lengths 0, 1, 7, 300; thresholds 0 .. 1; both read forms; the AVX2 and
+the portable path) and the shipped trained models on real test text. The whole module skips, with the
+reason, when the C extension was not built (`pip install -e .` builds it); the fallback test below runs
+regardless.
+"""
+import gc
+import logging
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.artifacts import load_artifact
+from service.engine import reference
+from service.engine.backends import get_layer_kernel
+from service.engine.layer import LayerWeights
+from service.families.classifier import Classifier
+from service.random_model import random_layer_weights
+
+from conftest import real_sentences  # noqa: E402
+
+try:
+    from service.engine import fast
+    from service.engine import _skimkernel
+except ImportError as exc:  # the extension is optional: the engine falls back to the reference
+    fast = None
+    _SKIP_REASON = f"compiled kernel not built ({exc}); run `pip install -e .`"
+else:
+    _SKIP_REASON = ""
+
+needs_ext = pytest.mark.skipif(fast is None, reason=_SKIP_REASON or "built")
+
+ROOT = Path(__file__).resolve().parent.parent
+TOL = 1e-5
+THRESHOLDS = (0.0, 0.3, 0.5, 0.7, 1.0)
+LENGTHS = (0, 1, 7, 300)
+SIZES = [  # (e, d, d'): multiples of 8, odd sizes (gate tails), d' = 1, the benchmark's shapes
+    (16, 24, 4), (30, 37, 5), (50, 100, 10), (100, 200, 10), (7, 9, 1), (100, 100, 20),
+]
+
+
+def _layer(rng, e, d, ds, skim_bias=0.0) -> LayerWeights:
+    return LayerWeights.from_dict(random_layer_weights(rng, e, d, ds, skim_bias=skim_bias), "rnn.")
+
+
+def _same(ref_out, fast_out, where=""):
+    assert fast_out.hs.dtype == np.float32 and fast_out.hs.shape == ref_out.hs.shape, where
+    assert fast_out.skim.dtype == np.bool_ and fast_out.p_skim.dtype == np.float32, where
+    assert np.array_equal(fast_out.skim, ref_out.skim), f"decisions differ {where}"
+    if len(ref_out.hs):
+        assert np.abs(fast_out.hs - ref_out.hs).max() <= TOL, where
+        assert np.abs(fast_out.p_skim - ref_out.p_skim).max() <= TOL, where
+
+
+@pytest.fixture
+def scalar_path():
+    """Run a test on the portable C path, then restore the CPU's choice."""
+    was = _skimkernel.has_avx2()
+    _skimkernel.set_avx2(False)
+    yield
+    _skimkernel.set_avx2(was)
+
+
+# --- random weights -----------------------------------------------------------------------------
+@needs_ext
+@pytest.mark.parametrize("e,d,ds", SIZES)
+def test_random_weights_equal_reference(e, d, ds):
+    rng = np.random.default_rng(e * 1000 + d)
+    w = _layer(rng, e, d, ds)
+    counts = set()
+    for T in LENGTHS:
+        x = rng.standard_normal((T, e)).astype(np.float32)
+        for thr in THRESHOLDS:
+            ref = reference.run_layer(w, x, thr)
+            _same(ref, fast.run_layer(w, x, thr), f"e={e} d={d} d'={ds} T={T} thr={thr}")
+            if T == 300:
+                counts.add(ref.skimmed)
+    assert len(counts) >= 4, f"thresholds should give a mix of decisions, got skim counts {counts}"
+
+
+@needs_ext
+@pytest.mark.parametrize("pre_reads", [0, 1, 3, 7])
+def test_both_read_forms(monkeypatch, pre_reads):
+    """pre_reads 0/1: every read uses a precomputed input projection; 7 (> window): none does."""
+    monkeypatch.setattr(fast, "PRE_READS", pre_reads)
+    rng = np.random.default_rng(3)
+    for e, d, ds in [(50, 100, 10), (30, 37, 5)]:
+        w = _layer(rng, e, d, ds)
+        for T in (1, 5, 6, 7, 13, 300):
+            x = rng.standard_normal((T, e)).astype(np.float32)
+            for thr in (0.2, 0.5, 0.8):
+                _same(reference.run_layer(w, x, thr), fast.run_layer(w, x, thr), f"pre={pre_reads} T={T}")
+
+
+@needs_ext
+def test_portable_path_equals_reference(scalar_path):
+    assert not _skimkernel.has_avx2()
+    rng = np.random.default_rng(4)
+    for e, d, ds in [(16, 24, 4), (30, 37, 5)]:
+        w = _layer(rng, e, d, ds)
+        dense = LayerWeights(w.W_ih, w.W_hh, w.b)
+        for T in (0, 1, 7, 120):
+            x = rng.standard_normal((T, e)).astype(np.float32)
+            for thr in THRESHOLDS:
+                _same(reference.run_layer(w, x, thr), fast.run_layer(w, x, thr), f"scalar T={T} thr={thr}")
+            _same(reference.run_layer(dense, x, 0.5), fast.run_layer(dense, x, 0.5), "scalar dense")
+
+
+@needs_ext
+@pytest.mark.parametrize("e,d", [(16, 24), (30, 37), (50, 100), (100, 200)])
+def test_plain_lstm_layers(e, d):
+    rng = np.random.default_rng(5)
+    w = LayerWeights.from_dict(random_layer_weights(rng, e, d, 0), "rnn.")
+    for T in LENGTHS:
+        x = rng.standard_normal((T, e)).astype(np.float32)
+        out = fast.run_layer(w, x, 0.5)
+        _same(reference.run_layer(w, x, 0.5), out, f"lstm T={T}")
+        assert not out.skim.any() and not out.p_skim.any()
+
+
+@needs_ext
+def test_threshold_edge_cases():
+    """Negative (skim everything), > 1 and NaN (skim nothing: the dense form), near-1 float32 rounding."""
+    rng = np.random.default_rng(6)
+    w = _layer(rng, 16, 24, 4, skim_bias=3.0)  # p_skim near 1 on many tokens
+    x = rng.standard_normal((50, 16)).astype(np.float32)
+    for thr in (-1.0, -0.0, 1.5, float("nan"), 1.0 - 1e-9, np.float32(0.9999999), 0.999):
+        _same(reference.run_layer(w, x, thr), fast.run_layer(w, x, thr), f"thr={thr}")
+    assert fast.run_layer(w, x, -1.0).skim.all()
+    assert not fast.run_layer(w, x, float("nan")).skim.any()
+    assert fast.no_skim_possible(1.0 - 1e-9) and not fast.no_skim_possible(0.999)
+
+
+@needs_ext
+def test_forced_decisions():
+    rng = np.random.default_rng(7)
+    w = _layer(rng, 30, 37, 5)
+    x = rng.standard_normal((40, 30)).astype(np.float32)
+    ref = reference.run_layer(w, x, 0.5)
+    forced = fast.run_layer_forced(w, x, ref.skim)  # the reference's own decisions give its outputs
+    _same(ref, forced, "forced = reference decisions")
+    for rate in (0.0, 0.5, 1.0):
+        mask = rng.random(40) < rate
+        out = fast.run_layer_forced(w, x, mask)
+        assert np.array_equal(out.skim, mask)
+    with pytest.raises(ValueError):
+        fast.run_layer_forced(w, x, np.zeros(39, bool))
+    with pytest.raises(ValueError):
+        fast.run_layer_forced(LayerWeights(w.W_ih, w.W_hh, w.b), x, np.zeros(40, bool))
+
+
+@needs_ext
+def test_input_checks_and_layouts():
+    rng = np.random.default_rng(8)
+    w = _layer(rng, 16, 24, 4)
+    x64 = rng.standard_normal((60, 16))                       # float64, converted
+    xt = np.asfortranarray(x64.astype(np.float32))           # not C-contiguous
+    ref = reference.run_layer(w, x64.astype(np.float32), 0.5)
+    _same(ref, fast.run_layer(w, x64, 0.5), "float64 input")
+    _same(ref, fast.run_layer(w, xt, 0.5), "Fortran-order input")
+    with pytest.raises(ValueError):
+        fast.run_layer(w, np.zeros((3, 15), np.float32), 0.5)
+    with pytest.raises(ValueError):
+        fast.run_layer(w, np.zeros(16, np.float32), 0.5)
+
+
+@needs_ext
+def test_packing_cached_per_object_and_released():
+    rng = np.random.default_rng(9)
+    w = _layer(rng, 16, 24, 4)
+    p1 = fast.packed(w)
+    assert fast.packed(w) is p1
+    twin = LayerWeights(*(getattr(w, f) for f in ("W_ih", "W_hh", "b", "Ws_ih", "Ws_hh", "bs", "Wd", "bd")))
+    assert fast.packed(twin) is not p1  # keyed on the object, not on equality
+    key = id(w)
+    del w, p1
+    gc.collect()
+    assert key not in fast._cache
+
+
+@needs_ext
+def test_threads_release_the_gil_and_agree():
+    rng = np.random.default_rng(10)
+    w = _layer(rng, 50, 100, 10)
+    xs = [rng.standard_normal((200, 50)).astype(np.float32) for _ in range(8)]
+    want = [fast.run_layer(w, x, 0.5) for x in xs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda x: fast.run_layer(w, x, 0.5), xs))
+    for a, b in zip(want, got):
+        assert np.array_equal(a.skim, b.skim) and np.array_equal(a.hs, b.hs)
+
+
+# --- the engine: loading, warm-up, fallback -----------------------------------------------------
+@needs_ext
+def test_classifier_prepares_at_load(random_models_dir):
+    art = load_artifact(random_models_dir / "tiny-skim")
+    m = Classifier(art, "fast")
+    assert m.kernel_name == "fast"
+    assert id(m.layer) in fast._cache  # packed (and warmed up) at construction, not on the first request
+    ref = Classifier(art, "reference")
+    for text in ("", "good", "this film was not very good , but the acting was great ."):
+        for thr in (0.0, 0.5, 1.0):
+            a, b = ref.classify(text, thr), m.classify(text, thr)
+            assert np.array_equal(a.layer.skim, b.layer.skim)
+            assert np.abs(a.logits - b.logits).max() <= TOL
+            assert a.cost.flops == b.cost.flops and a.label == b.label
+
+
+def test_fallback_to_reference_with_logged_reason(monkeypatch, caplog, random_models_dir):
+    """Without the extension, kernel 'fast' serves through the NumPy reference and says why."""
+    monkeypatch.delitem(sys.modules, "service.engine.fast", raising=False)
+    monkeypatch.setitem(sys.modules, "service.engine._skimkernel", None)  # import -> ImportError
+    import service.engine as engine_pkg
+
+    monkeypatch.delattr(engine_pkg, "fast", raising=False)
+    monkeypatch.delattr(engine_pkg, "_skimkernel", raising=False)
+    with caplog.at_level(logging.WARNING, logger="service.engine.backends"):
+        name, kernel = get_layer_kernel("fast")
+    assert name == "reference" and kernel is reference.run_layer
+    assert any("'fast' unavailable" in r.getMessage() and "_skimkernel" in r.getMessage() for r in caplog.records)
+    m = Classifier(load_artifact(random_models_dir / "tiny-skim"), "fast")
+    assert m.kernel_name == "reference"
+    assert m.classify("a good film", 0.5).label in m.labels
+
+
+# --- trained models on real text ----------------------------------------------------------------
+REAL = {"sst2-skim": "sst2", "imdb-skim": "imdb", "imdb-lstm": "imdb", "sst2-lstm": "sst2"}
+
+
+@needs_ext
+@pytest.mark.parametrize("name", list(REAL))
+def test_trained_models_on_real_text(name):
+    folder = ROOT / "models" / name
+    if not (folder / "manifest.json").is_file():
+        pytest.skip(f"{folder} not present")
+    n = 12 if REAL[name] == "imdb" else 40
+    texts = real_sentences(REAL[name], n)
+    art = load_artifact(folder)
+    ref, fst = Classifier(art, "reference"), Classifier(art, "fast")
+    assert fst.kernel_name == "fast"
+    thresholds = sorted({0.3, 0.5, fst.default_threshold, 0.7, 1.0})
+    skimmed, tokens = 0, 0
+    for text in texts:
+        ids = ref.to_ids(ref.tokenize(text))
+        for ids_ in (ids, ids[:1], ids[:0]):
+            for thr in thresholds:
+                lr, outr = ref.forward(ids_, thr)
+                lf, outf = fst.forward(ids_, thr)
+                _same(outr, outf, f"{name} T={len(ids_)} thr={thr}")
+                assert np.abs(lf - lr).max() <= TOL
+                if ids_ is ids and thr == fst.default_threshold:
+                    skimmed, tokens = skimmed + outr.skimmed, tokens + len(ids)
+    if art.manifest["family"] == "skim-lstm":
+        assert 0 < skimmed < tokens, "the default threshold should skim some tokens, not all"
