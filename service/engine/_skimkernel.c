@@ -12,12 +12,10 @@
  * Gate order inside a gate vector is PyTorch's i, f, g, o, each block n long (n = d or d').
  *
  * Entry points (arrays are C-contiguous float32 buffers unless stated; blob/meta: see unpack()):
- *   run_skim(blob, meta, x, T, threshold, mask, hs, skim, p, pre_reads) -> int
- *       per-token loop of a Skim-LSTM layer (see skim_loop).  mask: empty -> decide by threshold;
- *       T bytes -> forced decisions (benchmarks).  Returns how many input-projection windows it computed.
- *   run_dense(blob, meta, x, T, hs, p, decide)
- *       every token read (a plain LSTM layer, or a skim layer whose threshold cannot be exceeded): the input
- *       projection of all tokens is one GEMM, then per step only W_hh h.  decide: also compute p_skim.
+ *   run(blob, meta, x, T, threshold, mask, hs, skim, p, pre_reads) -> int
+ *       one layer in its cheaper form: dense_loop when no token can be skimmed (plain LSTM, threshold >= 1
+ *       or NaN; returns -1), else the per-token skim loop (skim_loop; returns how many input-projection
+ *       windows it computed).  mask: empty -> decide by threshold; T bytes -> forced decisions (benchmarks).
  *   has_avx2() -> bool: which code path runs;  set_avx2(bool) -> bool: force the scalar path (tests).
  * The GIL is released while computing.  Work buffers are allocated once per call, never per token.
  *
@@ -494,7 +492,11 @@ static int need(Py_buffer *b, Py_ssize_t nbytes, const char *what)
     return 1;
 }
 
-static PyObject *py_run_skim(PyObject *self, PyObject *args)
+/* run(blob, meta, x, T, threshold, mask, hs, skim, p, pre_reads) -> int: the layer's cheaper form.
+ * A plain LSTM layer, or a skim layer whose threshold cannot be exceeded (float32 threshold >= 1 or NaN:
+ * p_skim <= 1 is never greater), runs dense_loop and returns -1; otherwise skim_loop, which returns how
+ * many input-projection windows it computed.  mask (T bytes, skim layers only) forces the decisions. */
+static PyObject *py_run(PyObject *self, PyObject *args)
 {
     (void)self;
     Py_buffer blob, meta, x, mask, hs, sk, p;
@@ -506,49 +508,31 @@ static PyObject *py_run_skim(PyObject *self, PyObject *args)
     PyObject *ret = NULL;
     Weights W;
     if (!unpack(&blob, &meta, &W)) goto done;
-    if (W.ds == 0) { PyErr_SetString(PyExc_ValueError, "run_skim: not a skim layer"); goto done; }
     if (T < 0) { PyErr_SetString(PyExc_ValueError, "T < 0"); goto done; }
     if (!need(&x, (Py_ssize_t)T * W.e * 4, "x") || !need(&hs, (Py_ssize_t)T * W.d * 4, "hs") ||
         !need(&sk, T, "skim") || !need(&p, (Py_ssize_t)T * 4, "p"))
         goto done;
-    if (mask.len != 0 && !need(&mask, T, "mask")) goto done;
-    int rc, n_pre = 0;
+    if (mask.len != 0 && (W.ds == 0 || !need(&mask, T, "mask"))) {
+        if (W.ds == 0) PyErr_SetString(PyExc_ValueError, "forced decisions need a skim layer");
+        goto done;
+    }
+    const int dense = W.ds == 0 || (mask.len == 0 && !(thr < 1.0f));   /* !(thr < 1): thr >= 1 or NaN */
+    int rc, n_pre = -1;
     Py_BEGIN_ALLOW_THREADS
-    rc = skim_loop(&W, x.buf, T, thr, mask.len ? (const uint8_t *)mask.buf : NULL, pre_reads, hs.buf,
-                   sk.buf, p.buf, &n_pre);
+    if (dense) {
+        memset(sk.buf, 0, (size_t)T);
+        if (W.ds == 0) memset(p.buf, 0, (size_t)T * 4);
+        rc = dense_loop(&W, x.buf, T, W.ds != 0, hs.buf, p.buf);
+    } else {
+        rc = skim_loop(&W, x.buf, T, thr, mask.len ? (const uint8_t *)mask.buf : NULL, pre_reads, hs.buf, sk.buf,
+                       p.buf, &n_pre);
+    }
     Py_END_ALLOW_THREADS
     if (rc) { PyErr_NoMemory(); goto done; }
     ret = PyLong_FromLong(n_pre);
 done:
     PyBuffer_Release(&blob); PyBuffer_Release(&meta); PyBuffer_Release(&x); PyBuffer_Release(&mask);
     PyBuffer_Release(&hs); PyBuffer_Release(&sk); PyBuffer_Release(&p);
-    return ret;
-}
-
-static PyObject *py_run_dense(PyObject *self, PyObject *args)
-{
-    (void)self;
-    Py_buffer blob, meta, x, hs, p;
-    int T, decide;
-    if (!PyArg_ParseTuple(args, "y*y*y*iw*w*p", &blob, &meta, &x, &T, &hs, &p, &decide)) return NULL;
-    PyObject *ret = NULL;
-    Weights W;
-    if (!unpack(&blob, &meta, &W)) goto done;
-    if (decide && W.ds == 0) { PyErr_SetString(PyExc_ValueError, "run_dense: no decision layer"); goto done; }
-    if (T < 0) { PyErr_SetString(PyExc_ValueError, "T < 0"); goto done; }
-    if (!need(&x, (Py_ssize_t)T * W.e * 4, "x") || !need(&hs, (Py_ssize_t)T * W.d * 4, "hs") ||
-        !need(&p, (Py_ssize_t)T * 4, "p"))
-        goto done;
-    int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = dense_loop(&W, x.buf, T, decide, hs.buf, p.buf);
-    Py_END_ALLOW_THREADS
-    if (rc) { PyErr_NoMemory(); goto done; }
-    ret = Py_None;
-    Py_INCREF(ret);
-done:
-    PyBuffer_Release(&blob); PyBuffer_Release(&meta); PyBuffer_Release(&x); PyBuffer_Release(&hs);
-    PyBuffer_Release(&p);
     return ret;
 }
 
@@ -573,8 +557,7 @@ static PyObject *py_set_avx2(PyObject *self, PyObject *args)
 }
 
 static PyMethodDef methods[] = {
-    {"run_skim", py_run_skim, METH_VARARGS, "Skim-LSTM per-token loop (see the module source)."},
-    {"run_dense", py_run_dense, METH_VARARGS, "All-read LSTM loop with the input projection as one GEMM."},
+    {"run", py_run, METH_VARARGS, "One layer in its cheaper form: the skim loop or the dense form (see the source)."},
     {"has_avx2", py_has_avx2, METH_NOARGS, "True if the AVX2+FMA path is in use."},
     {"set_avx2", py_set_avx2, METH_VARARGS, "Enable (if the CPU allows) or disable the AVX2 path; returns the state."},
     {NULL, NULL, 0, NULL}};

@@ -9,11 +9,11 @@ same decisions (skim iff float32(p_skim) > float32(threshold)), hidden states wi
   so nothing heavy happens on the first request. There is no JIT: the extension is compiled by
   `pip install -e .` (setup.py); importing this module without it raises ImportError, and
   backends.get_layer_kernel falls back to the reference with a logged reason.
-- The cheaper form per call: a plain LSTM layer, or a skim layer whose threshold cannot be exceeded
-  (float32(threshold) >= 1, or NaN: p_skim <= 1 is never greater), runs the dense form (input
-  projection of all tokens as one GEMM, then W_hh h per step). Otherwise the per-token skim loop
-  (see skim_loop in the C source: decision and small-cell input parts precomputed for all tokens; a read
-  step uses the input projection of its chunk when the previous chunk was mostly read).
+- The cheaper form: a plain LSTM layer, or a skim layer whose threshold cannot be exceeded (float32
+  threshold >= 1, or NaN: p_skim <= 1 is never greater), runs the dense form (input projection of all
+  tokens as one GEMM, then W_hh h per step). Otherwise the per-token skim loop, which also chooses per
+  read step between streaming the big input weights for that token and a GEMM over the next tokens'
+  input projections when reads come in runs (see skim_loop in the C source).
 - The GIL is released while the C code runs (the API serves requests from a thread pool).
 - run_layer_forced(w, x, skim) runs the skim loop with given decisions (benchmarks: forced skim rates).
 
@@ -21,7 +21,6 @@ Weights are treated as immutable once packed (LayerWeights is frozen; do not wri
 """
 from __future__ import annotations
 
-import math
 import threading
 import weakref
 
@@ -141,37 +140,25 @@ def _check_x(P: Packed, x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _outputs(T: int, d: int):
-    return np.zeros((T, d), np.float32), np.zeros(T, np.bool_), np.zeros(T, np.float32)
-
-
 def no_skim_possible(threshold: float) -> bool:
-    """True when float32(p_skim) > float32(threshold) cannot hold for any p_skim in [0, 1]."""
-    thr = np.float32(threshold)
-    return bool(thr >= 1.0 or math.isnan(thr))
-
-
-def run_dense(w: LayerWeights, x: np.ndarray) -> LayerOutput:
-    """Every token read, in the dense form (p_skim computed for skim layers)."""
-    P = packed(w)
-    x = _check_x(P, x)
-    T = x.shape[0]
-    hs, skim, p = _outputs(T, P.d)
-    if T:
-        _k.run_dense(P.blob, P.meta, x, T, hs, p, P.skims)
-    return LayerOutput(hs, skim, p)
+    """True when float32(p_skim) > float32(threshold) cannot hold for any p_skim in [0, 1] (the C side's test)."""
+    return not np.float32(threshold) < 1.0
 
 
 def run_layer(w: LayerWeights, x: np.ndarray, threshold: float) -> LayerOutput:
+    """reference.run_layer's contract; the C side picks the dense form when no token can be skimmed."""
     P = packed(w)
-    if not P.skims or no_skim_possible(threshold):
-        return run_dense(w, x)
     x = _check_x(P, x)
     T = x.shape[0]
-    hs, skim, p = _outputs(T, P.d)
+    hs, skim, p = np.empty((T, P.d), np.float32), np.empty(T, np.bool_), np.empty(T, np.float32)
     if T:
-        _k.run_skim(P.blob, P.meta, x, T, float(np.float32(threshold)), b"", hs, skim, p, PRE_READS)
+        _k.run(P.blob, P.meta, x, T, threshold, b"", hs, skim, p, PRE_READS)
     return LayerOutput(hs, skim, p)
+
+
+def run_dense(w: LayerWeights, x: np.ndarray) -> LayerOutput:
+    """Every token read, in the dense form (p_skim computed for skim layers): run_layer at threshold 1."""
+    return run_layer(w, x, 1.0)
 
 
 def run_layer_forced(w: LayerWeights, x: np.ndarray, skim_mask: np.ndarray) -> LayerOutput:
@@ -184,9 +171,9 @@ def run_layer_forced(w: LayerWeights, x: np.ndarray, skim_mask: np.ndarray) -> L
     mask = np.ascontiguousarray(skim_mask, dtype=np.uint8)
     if mask.shape != (T,):
         raise ValueError(f"skim mask has shape {mask.shape}, expected ({T},)")
-    hs, skim, p = _outputs(T, P.d)
+    hs, skim, p = np.empty((T, P.d), np.float32), np.empty(T, np.bool_), np.empty(T, np.float32)
     if T:
-        _k.run_skim(P.blob, P.meta, x, T, 0.5, mask, hs, skim, p, PRE_READS)
+        _k.run(P.blob, P.meta, x, T, 0.5, mask, hs, skim, p, PRE_READS)
     return LayerOutput(hs, skim, p)
 
 
