@@ -278,18 +278,27 @@ SK_AVX2 static float hsum_avx2(__m256 a)
     return _mm_cvtss_f32(s);
 }
 
-SK_AVX2 static float dot_avx2(const float *a, const float *b, int n)
+/* (a0 . v, a1 . v) in one pass over v */
+SK_AVX2 static void dot2_avx2(const float *a0, const float *a1, const float *v, int n, float *r0, float *r1)
 {
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), t0 = _mm256_setzero_ps(), t1 = _mm256_setzero_ps();
     int k = 0;
     for (; k + 16 <= n; k += 16) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 8), _mm256_loadu_ps(b + k + 8), s1);
+        const __m256 v0 = _mm256_loadu_ps(v + k), v1 = _mm256_loadu_ps(v + k + 8);
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + k), v0, s0);
+        t0 = _mm256_fmadd_ps(_mm256_loadu_ps(a1 + k), v0, t0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + k + 8), v1, s1);
+        t1 = _mm256_fmadd_ps(_mm256_loadu_ps(a1 + k + 8), v1, t1);
     }
-    for (; k + 8 <= n; k += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
-    float s = hsum_avx2(_mm256_add_ps(s0, s1));
-    for (; k < n; k++) s += a[k] * b[k];
-    return s;
+    for (; k + 8 <= n; k += 8) {
+        const __m256 v0 = _mm256_loadu_ps(v + k);
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + k), v0, s0);
+        t0 = _mm256_fmadd_ps(_mm256_loadu_ps(a1 + k), v0, t0);
+    }
+    float x0 = hsum_avx2(_mm256_add_ps(s0, s1)), x1 = hsum_avx2(_mm256_add_ps(t0, t1));
+    for (; k < n; k++) { x0 += a0[k] * v[k]; x1 += a1[k] * v[k]; }
+    *r0 = x0;
+    *r1 = x1;
 }
 #endif /* SK_X86 */
 
@@ -326,12 +335,13 @@ static inline void gates(const float *G, int n, float *c, float *h)
     gates_scalar(G, n, c, h);
 }
 
-static inline float dot(const float *a, const float *b, int n)
+static inline void dot2(const float *a0, const float *a1, const float *v, int n, float *r0, float *r1)
 {
 #if SK_X86
-    if (g_use_avx2) return dot_avx2(a, b, n);
+    if (g_use_avx2) { dot2_avx2(a0, a1, v, n, r0, r1); return; }
 #endif
-    return dot_scalar(a, b, n);
+    *r0 = dot_scalar(a0, v, n);
+    *r1 = dot_scalar(a1, v, n);
 }
 
 /* the reference's p_skim = sigmoid(z_skim - z_read), in float32 */
@@ -349,10 +359,10 @@ static inline float p_skim(float z_read, float z_skim) { return 1.0f / (1.0f + e
  *   sx      panels of [Ws_ih ; 0 ; Wd[:, :e]]   RX rows, K = e: input parts of the small cell and the
  *           decision, for all tokens in one GEMM (the decision needs its part on every step)
  *   sx_b    [bs ; 0 ; bd ; 0]                   RX
- *   sh      panels of [Ws_hh ; 0 ; Wd[:, e:]]   RX rows, K = d: recurrent parts, one matvec per step
- *   wdh     Wd[:, e:] (2 x d, row-major)        the decision's recurrent part alone (dense form) */
+ *   sh      panels of Ws_hh                     RS rows, K = d: the small cell's recurrent part
+ *   wdh     Wd[:, e:] (2 x d, row-major)        the decision's recurrent part (two dot products) */
 #define META_LEN 11
-#define META_VERSION 3
+#define META_VERSION 4
 #define N_PARTS 7
 
 typedef struct {
@@ -376,7 +386,7 @@ static int unpack(Py_buffer *blob, Py_buffer *meta, Weights *W)
     const Py_ssize_t n = blob->len / 4;
     const float *base = (const float *)blob->buf;
     const Py_ssize_t RB = W->RB, RX = W->RX;
-    const Py_ssize_t sizes[N_PARTS] = {RB * e, RB * d, RB, RX * e, RX, RX * d, 2 * (Py_ssize_t)d};
+    const Py_ssize_t sizes[N_PARTS] = {RB * e, RB * d, RB, RX * e, RX, W->RS * d, 2 * (Py_ssize_t)d};
     const float **dst[N_PARTS] = {&W->big_x, &W->big_h, &W->big_b, &W->sx, &W->sx_b, &W->sh, &W->wdh};
     for (int i = 0; i < N_PARTS; i++) {
         const Py_ssize_t off = m[4 + i];
@@ -397,9 +407,10 @@ static int unpack(Py_buffer *blob, Py_buffer *meta, Weights *W)
 
 /* Per-token Skim-LSTM loop.
  * Before the loop: XS = input parts of the small cell and of the decision for every token (one GEMM).
- * Every step: S = XS[t] + [Ws_hh; 0; Wd_h] h_{t-1} (one small matvec: the small cell's gate inputs and the
- * decision's logits, fused), p_skim from the logits, the decision; then a skim step applies the small
- * cell's gates to S (h[:d'], c[:d'] change) and a read step runs the big cell in the cheaper of two forms:
+ * Every step: the decision's logits z = XS[t][RS:RS+2] + Wd_h h_{t-1} (two dot products) and the small
+ * cell's gate inputs S = XS[t][:RS] + Ws_hh h_{t-1} (one small matvec, independent of the decision: both
+ * run together), p_skim, the decision; then a skim step applies the small cell's gates to S (h[:d'], c[:d']
+ * change) and a read step runs the big cell in the cheaper of two forms:
  *   (A) W_ih x_t + b, then + W_hh h_{t-1}: two matvecs streaming the big weights, nothing precomputed;
  *   (B) W_hh h_{t-1} on top of a precomputed input projection.  At a read step not yet covered, when at
  *       least pre_reads of the last CHUNK steps (this one included) were reads, the input projections of
@@ -416,7 +427,7 @@ static int skim_loop(const Weights *W, const float *x, int T, float thr, const u
     float *h = calloc((size_t)d + 8, sizeof(float));
     float *c = calloc((size_t)d + 8, sizeof(float));
     float *G = calloc((size_t)RB + 8, sizeof(float));
-    float *S = calloc((size_t)RX + 8, sizeof(float));
+    float *S = calloc((size_t)RS + 8, sizeof(float));
     float *XS = malloc(((size_t)T * RX + 8) * sizeof(float));
     float *XB = malloc(((size_t)CHUNK * RB + 8) * sizeof(float));
     if (!h || !c || !G || !S || !XS || !XB) { free(h); free(c); free(G); free(S); free(XS); free(XB); return -1; }
@@ -424,8 +435,11 @@ static int skim_loop(const Weights *W, const float *x, int T, float thr, const u
     unsigned recent = 0;                       /* bit i: step t-i was a read */
     int pre_from = 0, pre_to = 0, pre_windows = 0;
     for (int t = 0; t < T; t++) {
-        mv(W->sh, RX, d, h, XS + (size_t)t * RX, S);
-        const float ps = p_skim(S[RS], S[RS + 1]);
+        const float *xs = XS + (size_t)t * RX;
+        float z0, z1;
+        dot2(W->wdh, W->wdh + d, h, d, &z0, &z1);
+        mv(W->sh, RS, d, h, xs, S);
+        const float ps = p_skim(xs[RS] + z0, xs[RS + 1] + z1);
         const int sk = mask ? (mask[t] != 0) : (ps > thr);
         p[t] = ps;
         skim[t] = (uint8_t)sk;
@@ -471,7 +485,9 @@ static int dense_loop(const Weights *W, const float *x, int T, int decide, float
     for (int t = 0; t < T; t++) {
         if (decide) {
             const float *xs = XS + (size_t)t * RX;
-            p[t] = p_skim(xs[RS] + dot(W->wdh, h, d), xs[RS + 1] + dot(W->wdh + d, h, d));
+            float z0, z1;
+            dot2(W->wdh, W->wdh + d, h, d, &z0, &z1);
+            p[t] = p_skim(xs[RS] + z0, xs[RS + 1] + z1);
         }
         mv(W->big_h, RB, d, h, XP + (size_t)t * RB, G);
         gates(G, d, c, h);

@@ -31,7 +31,7 @@ from .layer import LayerOutput, LayerWeights
 
 NAME = "fast"
 PANEL = 64
-META_VERSION = 3
+META_VERSION = 4
 N_PARTS = 7
 # A read step precomputes the input projections of the next 6 tokens (form B, see skim_loop in the C
 # source) when at least PRE_READS of the last 6 steps were reads; set from benchmarks/kernels.py runs.
@@ -81,10 +81,7 @@ class Packed:
             sx_b = np.zeros(RS + 8, np.float32)
             sx_b[:4 * ds] = w.bs
             sx_b[RS:RS + 2] = w.bd
-            sh = np.zeros((RS + 8, d), np.float32)      # recurrent parts, same rows
-            sh[:4 * ds] = w.Ws_hh
-            sh[RS:RS + 2] = w.Wd[:, e:]
-            parts += [_panels(sx), sx_b, _panels(sh), np.ascontiguousarray(w.Wd[:, e:], np.float32).ravel()]
+            parts += [_panels(sx), sx_b, _panels(w.Ws_hh, RS), np.ascontiguousarray(w.Wd[:, e:], np.float32).ravel()]
         offsets, pos = [], 0
         for a in parts:
             offsets.append(pos)
