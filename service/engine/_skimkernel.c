@@ -17,7 +17,7 @@
  *       or NaN; returns -1), else the per-token skim loop (skim_loop; returns how many input-projection
  *       windows it computed).  mask: empty -> decide by threshold; T bytes -> forced decisions (benchmarks).
  *   has_avx2() -> bool: which code path runs;  set_avx2(bool) -> bool: force the scalar path (tests).
- * The GIL is released while computing.  Work buffers are allocated once per call, never per token.
+ * The GIL is released while computing.  Work buffers live in a per-thread work space reused across calls.
  *
  * Numerics: float32 throughout, sums in another order than NumPy's (agreement to rounding, ~1e-7); the
  * AVX2 gate math uses a Cephes-style exp (~1 ulp) and a Newton-refined reciprocal (~1e-7 relative).
@@ -403,10 +403,28 @@ static int unpack(Py_buffer *blob, Py_buffer *meta, Weights *W)
 
 /* ------------------------------------------------------------------ the two loops */
 
-#define CHUNK 6   /* the GEMM micro-kernel's token count: one pass over W_ih serves 6 tokens */
+#define CHUNK 6    /* the GEMM micro-kernel's token count: one pass over W_ih serves 6 tokens */
+#define TBLOCK 96  /* tokens per block of precomputed input projections (a multiple of CHUNK) */
+
+/* Per-thread work space, grown on demand and reused across calls: no allocation per call or per token,
+ * and no fresh pages to fault in (a call's buffers are bounded by TBLOCK, not by T). */
+static __thread float *g_ws = NULL;
+static __thread size_t g_ws_cap = 0;
+
+static float *workspace(size_t nfloats)
+{
+    if (nfloats > g_ws_cap) {
+        free(g_ws);
+        g_ws = malloc(nfloats * sizeof(float) + 64);
+        g_ws_cap = g_ws ? nfloats : 0;
+    }
+    return g_ws;
+}
+
+static inline size_t r16(size_t n) { return (n + 15) & ~(size_t)15; }  /* 64-byte steps between buffers */
 
 /* Per-token Skim-LSTM loop.
- * Before the loop: XS = input parts of the small cell and of the decision for every token (one GEMM).
+ * Per block of TBLOCK tokens: XS = input parts of the small cell and of the decision (one GEMM).
  * Every step: the decision's logits z = XS[t][RS:RS+2] + Wd_h h_{t-1} (two dot products) and the small
  * cell's gate inputs S = XS[t][:RS] + Ws_hh h_{t-1} (one small matvec, independent of the decision: both
  * run together), p_skim, the decision; then a skim step applies the small cell's gates to S (h[:d'], c[:d']
@@ -424,18 +442,20 @@ static int skim_loop(const Weights *W, const float *x, int T, float thr, const u
                      float *hs, uint8_t *skim, float *p, int *n_pre)
 {
     const int e = W->e, d = W->d, ds = W->ds, RB = W->RB, RS = W->RS, RX = W->RX;
-    float *h = calloc((size_t)d + 8, sizeof(float));
-    float *c = calloc((size_t)d + 8, sizeof(float));
-    float *G = calloc((size_t)RB + 8, sizeof(float));
-    float *S = calloc((size_t)RS + 8, sizeof(float));
-    float *XS = malloc(((size_t)T * RX + 8) * sizeof(float));
-    float *XB = malloc(((size_t)CHUNK * RB + 8) * sizeof(float));
-    if (!h || !c || !G || !S || !XS || !XB) { free(h); free(c); free(G); free(S); free(XS); free(XB); return -1; }
-    gemm(W->sx, RX, e, x, (size_t)e, T, W->sx_b, XS, (size_t)RX);
+    const size_t nh = r16(d + 8), nG = r16(RB + 8), nS = r16(RS + 8), nXS = r16((size_t)TBLOCK * RX + 8);
+    float *ws = workspace(2 * nh + nG + nS + nXS + r16((size_t)CHUNK * RB + 8));
+    if (!ws) return -1;
+    float *h = ws, *c = h + nh, *G = c + nh, *S = G + nG, *XS = S + nS, *XB = XS + nXS;
+    memset(ws, 0, (2 * nh + nG + nS) * sizeof(float));
     unsigned recent = 0;                       /* bit i: step t-i was a read */
     int pre_from = 0, pre_to = 0, pre_windows = 0;
     for (int t = 0; t < T; t++) {
-        const float *xs = XS + (size_t)t * RX;
+        const int tb = t % TBLOCK;
+        if (tb == 0) {
+            const int n = T - t < TBLOCK ? T - t : TBLOCK;
+            gemm(W->sx, RX, e, x + (size_t)t * e, (size_t)e, n, W->sx_b, XS, (size_t)RX);
+        }
+        const float *xs = XS + (size_t)tb * RX;
         float z0, z1;
         dot2(W->wdh, W->wdh + d, h, d, &z0, &z1);
         mv(W->sh, RS, d, h, xs, S);
@@ -465,35 +485,36 @@ static int skim_loop(const Weights *W, const float *x, int T, float thr, const u
         memcpy(hs + (size_t)t * d, h, (size_t)d * sizeof(float));
     }
     if (n_pre) *n_pre = pre_windows;
-    free(h); free(c); free(G); free(S); free(XS); free(XB);
     return 0;
 }
 
-/* Every token read: the input projection of all tokens as one GEMM, then per step W_hh h_{t-1} and the
- * gates.  A skim layer (decide != 0) also gets p_skim (its x part from the same kind of GEMM). */
+/* Every token read: per block of TBLOCK tokens, the input projections as one GEMM, then per step W_hh h_{t-1}
+ * and the gates.  A skim layer (decide != 0) also gets p_skim (its input part from the same kind of GEMM). */
 static int dense_loop(const Weights *W, const float *x, int T, int decide, float *hs, float *p)
 {
     const int e = W->e, d = W->d, RB = W->RB, RS = W->RS, RX = W->RX;
-    float *h = calloc((size_t)d + 8, sizeof(float));
-    float *c = calloc((size_t)d + 8, sizeof(float));
-    float *G = calloc((size_t)RB + 8, sizeof(float));
-    float *XP = malloc(((size_t)T * RB + 8) * sizeof(float));
-    float *XS = decide ? malloc(((size_t)T * RX + 8) * sizeof(float)) : NULL;
-    if (!h || !c || !G || !XP || (decide && !XS)) { free(h); free(c); free(G); free(XP); free(XS); return -1; }
-    gemm(W->big_x, RB, e, x, (size_t)e, T, W->big_b, XP, (size_t)RB);
-    if (decide) gemm(W->sx, RX, e, x, (size_t)e, T, W->sx_b, XS, (size_t)RX);
+    const size_t nh = r16(d + 8), nG = r16(RB + 8), nXP = r16((size_t)TBLOCK * RB + 8);
+    float *ws = workspace(2 * nh + nG + nXP + (decide ? r16((size_t)TBLOCK * RX + 8) : 0));
+    if (!ws) return -1;
+    float *h = ws, *c = h + nh, *G = c + nh, *XP = G + nG, *XS = XP + nXP;
+    memset(ws, 0, (2 * nh + nG) * sizeof(float));
     for (int t = 0; t < T; t++) {
+        const int tb = t % TBLOCK;
+        if (tb == 0) {
+            const int n = T - t < TBLOCK ? T - t : TBLOCK;
+            gemm(W->big_x, RB, e, x + (size_t)t * e, (size_t)e, n, W->big_b, XP, (size_t)RB);
+            if (decide) gemm(W->sx, RX, e, x + (size_t)t * e, (size_t)e, n, W->sx_b, XS, (size_t)RX);
+        }
         if (decide) {
-            const float *xs = XS + (size_t)t * RX;
+            const float *xs = XS + (size_t)tb * RX;
             float z0, z1;
             dot2(W->wdh, W->wdh + d, h, d, &z0, &z1);
             p[t] = p_skim(xs[RS] + z0, xs[RS + 1] + z1);
         }
-        mv(W->big_h, RB, d, h, XP + (size_t)t * RB, G);
+        mv(W->big_h, RB, d, h, XP + (size_t)tb * RB, G);
         gates(G, d, c, h);
         memcpy(hs + (size_t)t * d, h, (size_t)d * sizeof(float));
     }
-    free(h); free(c); free(G); free(XP); free(XS);
     return 0;
 }
 
