@@ -19,26 +19,44 @@ def main(argv=None):
     p.add_argument("--name", required=True)
     p.add_argument("--out-dir", default="models")
     p.add_argument("--min-dev-skim", type=float, default=0.0)
-    p.add_argument("variants", nargs="+")
+    p.add_argument("--prefer-hidden", type=int, default=None,
+                   help="pick another hidden size only if it beats the best of this size by --margin on dev")
+    p.add_argument("--margin", type=float, default=0.0)
+    p.add_argument("--note", default=None, help="free text kept in the selection record")
+    p.add_argument("variants", nargs="+", help="artifact folders (a folder with only manifest.json is listed, "
+                                               "as a candidate that was not kept, and cannot be chosen)")
     args = p.parse_args(argv)
     cands = []
     for v in args.variants:
         m = read_manifest(Path(v))
         t = m["training"]
         cands.append({"variant": m["name"], "dev_accuracy": t["dev_accuracy"], "dev_skim_rate": t["dev_skim_rate"],
-                      "command": t["command"], "path": v})
+                      "hidden": m["sizes"]["hidden"], "command": t["command"], "path": v,
+                      "kept": (Path(v) / "weights.npz").is_file()})
     ok = [c for c in cands if c["dev_skim_rate"] >= args.min_dev_skim] or cands
     best = max(ok, key=lambda c: c["dev_accuracy"])
+    pref = [c for c in ok if c["hidden"] == args.prefer_hidden]
+    if args.prefer_hidden is not None and pref and best["hidden"] != args.prefer_hidden:
+        best_pref = max(pref, key=lambda c: c["dev_accuracy"])
+        if best["dev_accuracy"] < best_pref["dev_accuracy"] + args.margin:
+            best = best_pref
+    if not best["kept"]:
+        raise SystemExit(f"the chosen variant {best['variant']} has no weights here ({best['path']})")
     dest = Path(args.out_dir) / args.name
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(best["path"], dest)
     m = json.loads((dest / MANIFEST).read_text())
     m["name"] = args.name
-    m["selection"] = {"rule": f"highest dev accuracy among variants with dev skim rate >= {args.min_dev_skim}",
-                      "chosen": best["variant"],
-                      "candidates": [{k: c[k] for k in ("variant", "dev_accuracy", "dev_skim_rate", "command")}
+    rule = f"highest dev accuracy among variants with dev skim rate >= {args.min_dev_skim}"
+    if args.prefer_hidden is not None:
+        rule += (f"; hidden size {args.prefer_hidden} unless another size is at least {args.margin} better on dev"
+                 " (serving cost grows with d)")
+    m["selection"] = {"rule": rule, "chosen": best["variant"],
+                      "candidates": [{k: c[k] for k in ("variant", "dev_accuracy", "dev_skim_rate", "hidden", "command")}
                                      for c in cands]}
+    if args.note:
+        m["selection"]["note"] = args.note
     (dest / MANIFEST).write_text(json.dumps(m, indent=2) + "\n")
     refresh_checksums(dest)
     print(f"published {best['variant']} as {dest} (dev acc {best['dev_accuracy']:.4f}, skim {best['dev_skim_rate']:.3f})")
