@@ -235,9 +235,12 @@ def real_models(n_texts: int, budget: float) -> list[dict]:
         if ort_big is not None:
             fns[("ort-lstm-op (same big cell)", 1.0)] = over_texts(
                 lambda i: model.head_W @ ort_big(model.embed(i))[-1, 0, 0] + model.head_b)
+        dense_version = None
         if (dense_folder / "manifest.json").is_file():
             try:
-                onnx_dense = Classifier(load_artifact(dense_folder), "onnx")
+                dense_art = load_artifact(dense_folder)
+                dense_version = dense_art.manifest.get("version")
+                onnx_dense = Classifier(dense_art, "onnx")
                 if onnx_dense.kernel_name == "onnx":
                     dense_ids = [onnx_dense.to_ids(onnx_dense.tokenize(t)) for t in texts]
                     dense_ids = [i for i in dense_ids if len(i)]
@@ -256,8 +259,11 @@ def real_models(n_texts: int, budget: float) -> list[dict]:
         outs = {thr: [model.forward(i, thr)[1] for i in ids] for thr in thresholds}
         dense_keys = [k for k in res if k[0].startswith("ort")]
         for (backend, thr), (sec, reps) in res.items():
-            row = {"model": name, "dataset": dataset, "texts": len(ids), "tokens": tokens, "backend": backend,
+            row = {"model": name, "version": art.manifest.get("version"), "sizes": art.manifest.get("sizes"),
+                   "dataset": dataset, "texts": len(ids), "tokens": tokens, "backend": backend,
                    "threshold": thr, "us_per_token": 1e6 * sec / tokens, "reps": reps}
+            if backend.startswith("ort ") and dense_version:
+                row["dense_model_version"] = dense_version
             if backend == "fast":
                 skimmed = sum(o.skimmed for o in outs[thr])
                 w = model.layer
@@ -387,8 +393,11 @@ def to_markdown(result: dict) -> str:
     for name in dict.fromkeys(r["model"] for r in real):
         rows = [r for r in real if r["model"] == name]
         first = rows[0]
+        dense_v = next((r["dense_model_version"] for r in rows if "dense_model_version" in r), None)
         L += ["", f"## {name}: Classifier.forward on {first['texts']} test texts of {first['dataset']} "
                   f"({first['tokens']} tokens, {first['tokens'] / first['texts']:.0f} per text), one thread", "",
+              f"Model version {first.get('version')}, sizes {first.get('sizes')}"
+              + (f"; the dense whole-model baseline's version {dense_v}." if dense_v else "."), "",
               "| backend | threshold | µs/token | skim rate | FLOP reduction | speed-ups vs ORT dense |",
               "| --- | ---: | ---: | ---: | ---: | --- |"]
         for r in rows:
@@ -419,7 +428,7 @@ def main(argv=None) -> int:
     budget, ref_reps, real_budget = (0.3, 1, 1.0) if args.quick else (2.0, 3, 8.0)
     syn = synthetic(budget, ref_reps)
     real = [] if args.no_real else real_models(args.texts, real_budget)
-    result = {"command": "python -m benchmarks.kernels " + " ".join(argv if argv is not None else sys.argv[1:]),
+    result = {"command": " ".join(["python -m benchmarks.kernels", *(argv if argv is not None else sys.argv[1:])]),
               "machine": machine(), "seconds": round(time.perf_counter() - t0, 1),
               "synthetic": syn, "real": real}
     result["targets"] = targets(syn, real)
