@@ -425,7 +425,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS, help="where to write kernels.json/kernels.md")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    budget, ref_reps, real_budget = (0.3, 1, 1.0) if args.quick else (2.0, 3, 8.0)
+    budget, ref_reps, real_budget = (0.3, 1, 1.0) if args.quick else (2.0, 3, 20.0)
     syn = synthetic(budget, ref_reps)
     real = [] if args.no_real else real_models(args.texts, real_budget)
     result = {"command": " ".join(["python -m benchmarks.kernels", *(argv if argv is not None else sys.argv[1:])]),
