@@ -10,4 +10,4 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q -e .
-exec python -m service serve --models-dir models --host 127.0.0.1 --port 8000 "$@"
+exec python -m service serve --models-dir models --host 127.0.0.1 --port 8000 --default-model sst2-skim "$@"
