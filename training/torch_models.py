@@ -120,7 +120,7 @@ class SkimLSTMClassifier(nn.Module):
         if gumbel is None:  # Gumbel(0, 1) noise for every step, as F.gumbel_softmax draws it
             gumbel = -torch.empty(T, B, 2, device=x.device, dtype=x.dtype).exponential_().log()
         valid = (torch.arange(T, device=ids.device)[None, :] < lengths[:, None])
-        mask = valid.t().to(x.dtype).unsqueeze(-1)                            # (T, B, 1)
+        mask = valid.t().contiguous().to(x.dtype).unsqueeze(-1)  # (T, B, 1); contiguous: the same strides every batch
         inv_tau = torch.full((), 1.0 / tau, device=x.device, dtype=x.dtype)
         # requires_grad on the zero start states: every step then sees the same input kinds (one compiled graph)
         h = x.new_zeros(B, d).requires_grad_()

@@ -86,7 +86,9 @@ def try_compile(model, device, batch_size: int) -> bool:
         import torch._dynamo
         if hasattr(torch._dynamo.config, "recompile_limit"):
             torch._dynamo.config.recompile_limit = 64
-        step = torch.compile(skim_step, fullgraph=True)
+        # dynamic=False: one static graph per batch size (the last batch of an epoch is smaller); a dynamic-shape
+        # recompile once failed in Inductor's pad_mm pass on torch 2.11 (phase 3, call 2)
+        step = torch.compile(skim_step, fullgraph=True, dynamic=False)
         d, ds = model.d, model.ds
         G = 4 * d + 4 * ds + 2
         gen = torch.Generator(device="cpu").manual_seed(0)
