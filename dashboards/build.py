@@ -2,7 +2,7 @@
 product; this script is how it is kept consistent). Run: python dashboards/build.py
 
 Every panel queries the provisioned Prometheus datasource by its fixed uid (DS_UID) and only the
-metric names fixed in docs/TEAM_NOTES.md. Grafana variables used: $model (regex, All = .*),
+metric names fixed in service/metrics.py. Grafana variables used: $model (regex, All = .*),
 $instance (regex, All = .*), $__rate_interval.
 """
 from __future__ import annotations

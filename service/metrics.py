@@ -1,4 +1,4 @@
-"""Prometheus collectors of the service, named as fixed in docs/TEAM_NOTES.md (the Grafana dashboards in
+"""Prometheus collectors of the service, the one place their names and labels are fixed (the Grafana dashboards in
 dashboards/ query exactly these names and labels), and the /metrics rendering.
 
 Several uvicorn workers: prometheus-client's multiprocess mode. When PROMETHEUS_MULTIPROC_DIR is set

@@ -394,7 +394,7 @@ def test_sst2_model_detail(real):
 
 
 def test_metrics_module_names_match_team_notes():
-    """The collectors are the ones the dashboards query (docs/TEAM_NOTES.md)."""
+    """The collectors are the ones the dashboards query (service/metrics.py)."""
     names = {metrics.REQUEST_DURATION._name, metrics.TOKEN_LATENCY._name, metrics.SKIM_RATE._name,
              metrics.TOKENS._name + "_total", metrics.FLOPS._name + "_total", metrics.FLOP_REDUCTION._name,
              metrics.THRESHOLD._name, metrics.INFLIGHT._name, metrics.QUEUE_DEPTH._name, metrics.MODEL_INFO._name}
