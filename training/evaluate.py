@@ -5,8 +5,8 @@
 
 Runs the runtime engine (no PyTorch), one thread, the same code path the server uses. For each
 threshold: accuracy, skim rate, FLOP reduction against the full LSTM, and measured per-token
-latency (model time / tokens), plus the speed-up against the same model at threshold 1.0
-(never skims) measured in the same run.
+latency (model time / tokens, median of interleaved timing rounds on the first --timing-texts texts),
+plus the speed-up against the same model at threshold 1.0 (never skims) measured in the same run.
 """
 from __future__ import annotations
 
@@ -48,15 +48,13 @@ def cpu_name() -> str:
 
 
 def sweep(model, encoded, labels, thresholds):
+    """Accuracy, skim rate and FLOPs of every threshold on the whole split (exact, no timing)."""
     rows = []
     for thr in thresholds:
         correct = tokens = skimmed = 0
         flops = flops_full = 0
-        seconds = 0.0
         for ids, y in tqdm(zip(encoded, labels), total=len(labels), desc=f"{model.name} t={thr}", mininterval=10):
-            t0 = time.perf_counter()
             logits, out = model.forward(ids, thr)
-            seconds += time.perf_counter() - t0
             correct += int(np.argmax(logits) == y)
             lc = model.layer_cost(out)
             tokens += lc.tokens
@@ -64,9 +62,23 @@ def sweep(model, encoded, labels, thresholds):
             flops += lc.flops
             flops_full += lc.flops_full
         rows.append({"threshold": thr, "accuracy": correct / len(labels), "skim_rate": skimmed / tokens,
-                     "flop_reduction": flops_full / flops, "per_token_us": 1e6 * seconds / tokens,
-                     "tokens": tokens, "skimmed": skimmed})
+                     "flop_reduction": flops_full / flops, "tokens": tokens, "skimmed": skimmed})
     return rows
+
+
+def time_thresholds(model, encoded, thresholds, rounds: int) -> dict[float, float]:
+    """Median µs/token of each threshold over `rounds` passes on the same texts, thresholds interleaved
+    within a round (and rotated between rounds) so that machine noise hits every threshold alike."""
+    n_tokens = sum(len(ids) for ids in encoded)
+    samples: dict[float, list[float]] = {thr: [] for thr in thresholds}
+    for r in tqdm(range(rounds), desc=f"{model.name} timing", mininterval=10):
+        order = thresholds[r % len(thresholds):] + thresholds[:r % len(thresholds)]
+        for thr in order:
+            t0 = time.perf_counter()
+            for ids in encoded:
+                model.forward(ids, thr)
+            samples[thr].append(1e6 * (time.perf_counter() - t0) / n_tokens)
+    return {thr: float(np.median(v)) for thr, v in samples.items()}
 
 
 def write_card(folder: Path, card: dict) -> None:
@@ -90,9 +102,10 @@ def write_card(folder: Path, card: dict) -> None:
     if card.get("comparison"):
         lines += ["## Against the paper and the targets", "", card["comparison"], ""]
     lines += ["FLOPs follow service/flops.py (multiply-add = 2 FLOPs, elementwise 10/unit, decision layer on every "
-              "token). Latency is wall time of the model part (embedding, recurrent layer, head) divided by tokens, "
-              "measured in this run; absolute times drift on shared machines, ratios within one run are the figure "
-              "to read.", ""]
+              "token). Latency is wall time of the model part (embedding, recurrent layer, head) divided by tokens: "
+              f"the median of {card['timing']['rounds']} rounds over the first {card['timing']['texts']} texts "
+              f"({card['timing']['tokens']} tokens), every threshold timed in each round, interleaved; absolute "
+              "times drift on shared machines, ratios within one run are the figure to read.", ""]
     (folder / "card.md").write_text("\n".join(lines))
 
 
@@ -140,6 +153,8 @@ def main(argv=None):
     p.add_argument("--data-dir", default=None)
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--kernel", default="fast")
+    p.add_argument("--timing-texts", type=int, default=500, help="texts timed per threshold (the first N)")
+    p.add_argument("--timing-rounds", type=int, default=5, help="interleaved timing rounds; the median is reported")
     p.add_argument("--no-write", action="store_true", help="print only; do not write the card")
     args = p.parse_args(argv)
     folder = Path(args.model_dir)
@@ -153,6 +168,10 @@ def main(argv=None):
     thresholds = THRESHOLDS if skims else [man.get("default_threshold", 0.5)]
     model.forward(encoded[0], 0.5)  # warm-up
     rows = sweep(model, encoded, labels, thresholds)
+    timing_set = encoded[:args.timing_texts]
+    per_token = time_thresholds(model, timing_set, thresholds, args.timing_rounds)
+    for r in rows:
+        r["per_token_us"] = per_token[r["threshold"]]
     t1 = next(r for r in rows if r["threshold"] == 1.0) if skims else rows[0]
     for r in rows:
         r["speedup_vs_t1"] = t1["per_token_us"] / r["per_token_us"]
@@ -165,6 +184,8 @@ def main(argv=None):
                   "selection": (man.get("selection") or {}).get("rule")},
         "dataset": dataset, "split": args.split, "limit": args.limit, "kernel": model.kernel_name,
         "cpu": cpu_name(), "threads": 1, "default_threshold": default,
+        "timing": {"texts": len(timing_set), "tokens": int(sum(len(i) for i in timing_set)),
+                   "rounds": args.timing_rounds, "statistic": "median over rounds, thresholds interleaved"},
         "command": "python -m training.evaluate " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
         "evaluation": {"examples": len(examples), "sweep": rows, "at_default": at_default},
         "comparison": comparison_text(dataset, man["family"].replace("skim-lstm", "skim"), at_default,

@@ -1,0 +1,34 @@
+"""The evaluation command writes a model card from a real split: sweep, timing, re-signed manifest."""
+import json
+
+import pytest
+
+from service.artifacts import load_artifact, refresh_checksums
+from service.random_model import make_random_classifier
+from training import data, evaluate
+
+
+def test_evaluate_writes_card(tmp_path):
+    try:
+        data.load("sst2", "test", limit=1)
+    except FileNotFoundError:
+        pytest.skip(f"SST-2 not found under {data.data_dir()}")
+    folder = tmp_path / "tiny-skim"
+    make_random_classifier(folder, d_small=4, seed=3)
+    man = json.loads((folder / "manifest.json").read_text())
+    man["training"].update({"dataset": "sst2", "dev_accuracy": 0.5})
+    (folder / "manifest.json").write_text(json.dumps(man))
+    refresh_checksums(folder)
+
+    card = evaluate.main([str(folder), "--limit", "40", "--timing-texts", "10", "--timing-rounds", "3",
+                          "--kernel", "reference"])
+    rows = card["evaluation"]["sweep"]
+    assert [r["threshold"] for r in rows] == evaluate.THRESHOLDS
+    assert card["evaluation"]["examples"] == 40 and card["timing"]["rounds"] == 3
+    assert all(r["per_token_us"] > 0 and 0 <= r["accuracy"] <= 1 for r in rows)
+    rates = [r["skim_rate"] for r in rows]
+    assert rates == sorted(rates, reverse=True) and rates[-1] == 0.0  # t=1.0 never skims
+    assert rows[-1]["flop_reduction"] < 1.0  # the decision layer costs something when nothing is skimmed
+    assert "LIMITED" in (folder / "card.md").read_text()
+    art = load_artifact(folder)  # card files are signed in the manifest
+    assert {"card.json", "card.md"} <= set(art.manifest["files"])
