@@ -3,16 +3,8 @@
 #   a venv in .venv, the package with its dev/train/loadtest extras (builds the C kernel),
 #   and Debian's `prometheus` (the server and promtool) for the dashboard and /metrics tests.
 # Extra arguments go to pytest, e.g. scripts/test.sh -k api
-set -euo pipefail
-cd "$(dirname "$0")/.."
-
-if [ ! -x .venv/bin/python ]; then
-  "${PYTHON:-python3}" -m venv .venv
-fi
-. .venv/bin/activate
-python -m pip install -q --upgrade pip
 # torch==2.13.0 (the train extra) is the small CPU build; the tests compare the engine against it.
-python -m pip install -q -e '.[dev,train,loadtest]'
+. "$(dirname "$0")/_venv.sh" "[dev,train,loadtest]"
 
 if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else SUDO="-"; fi
