@@ -42,7 +42,8 @@ def serve_parser() -> argparse.ArgumentParser:
 
 
 def setup_multiprocess_metrics(workers: int) -> None:
-    """Several workers share metrics through files in PROMETHEUS_MULTIPROC_DIR (set before they start)."""
+    """Several workers share metrics through files in PROMETHEUS_MULTIPROC_DIR (set before they start).
+    Done here without importing service.metrics: its collectors open files in that directory at import."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if workers <= 1 and not path:
         return

@@ -10,7 +10,6 @@ Gauges use "live" modes so a dead worker's in-flight count and model info vanish
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
                                disable_created_metrics, generate_latest, multiprocess)
@@ -53,15 +52,6 @@ MODEL_INFO = Gauge("skimserve_model_info", "Served models (value 1): version, fa
 
 def multiprocess_enabled() -> bool:
     return bool(os.environ.get(MULTIPROC_ENV))
-
-
-def prepare_multiprocess_dir(path: str | Path) -> Path:
-    """Create the shared directory and clear samples of an earlier run (required by prometheus-client)."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    for f in path.glob("*.db"):
-        f.unlink()
-    return path
 
 
 def mark_process_dead(pid: int | None = None) -> None:

@@ -76,9 +76,7 @@ class Registry:
             self.entries[entry.name] = entry
         if self.default_name is None:
             self.default_name = sorted(self.entries)[0]
-        elif self.default_name not in self.entries:
-            raise RegistryError(f"default model '{self.default_name}' is not in {self.models_dir} "
-                                f"(found: {', '.join(sorted(self.entries))})")
+        self._check_default(self.entries)
         if warmup:
             for entry in self.entries.values():
                 self._warm(entry)
@@ -96,6 +94,9 @@ class Registry:
             except ArtifactError as exc:
                 raise RegistryError(f"cannot serve model folder {folder}: {exc}") from exc
             names.append(manifest["name"])
+        self._check_default(names)
+
+    def _check_default(self, names) -> None:
         if self.default_name is not None and self.default_name not in names:
             raise RegistryError(f"default model '{self.default_name}' is not in {self.models_dir} "
                                 f"(found: {', '.join(sorted(names))})")
