@@ -13,23 +13,31 @@ from pathlib import Path
 from service.artifacts import read_manifest
 
 
+def prefer_size(cands: list[dict], prefer_hidden: int | None, margin: float) -> dict:
+    """The candidate with the best dev accuracy; one of another hidden size than prefer_hidden only when it
+    beats the best of the preferred size by at least margin. cands: dicts with dev_accuracy and hidden."""
+    best = max(cands, key=lambda c: c["dev_accuracy"])
+    pref = [c for c in cands if c["hidden"] == prefer_hidden]
+    if prefer_hidden is not None and pref and best["hidden"] != prefer_hidden:
+        best_pref = max(pref, key=lambda c: c["dev_accuracy"])
+        if best["dev_accuracy"] < best_pref["dev_accuracy"] + margin:
+            best = best_pref
+    return best
+
+
 def pick(paths, prefer_hidden: int | None = None, margin: float = 0.0) -> Path:
     cands = []
     for p in map(Path, paths):
         if (p / "manifest.json").is_file():
             m = read_manifest(p)
-            cands.append((m["training"]["dev_accuracy"], m["sizes"]["hidden"], p))
+            cands.append({"dev_accuracy": m["training"]["dev_accuracy"], "hidden": m["sizes"]["hidden"], "path": p})
     if not cands:
         raise SystemExit("no artifacts among: " + " ".join(map(str, paths)))
-    best = max(cands, key=lambda c: c[0])
-    pref = [c for c in cands if c[1] == prefer_hidden]
-    if prefer_hidden is not None and pref and best[1] != prefer_hidden:
-        best_pref = max(pref, key=lambda c: c[0])
-        if best[0] < best_pref[0] + margin:
-            best = best_pref
-    for acc, d, p in sorted(cands, key=lambda c: -c[0]):
-        print(f"{acc:.4f} d={d} {p}{'  <- picked' if p == best[2] else ''}", file=sys.stderr)
-    return best[2]
+    best = prefer_size(cands, prefer_hidden, margin)
+    for c in sorted(cands, key=lambda c: -c["dev_accuracy"]):
+        print(f"{c['dev_accuracy']:.4f} d={c['hidden']} {c['path']}{'  <- picked' if c is best else ''}",
+              file=sys.stderr)
+    return best["path"]
 
 
 def main(argv=None):

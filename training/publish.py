@@ -13,6 +13,8 @@ from pathlib import Path
 
 from service.artifacts import MANIFEST, read_manifest, refresh_checksums
 
+from .pick import prefer_size
+
 
 def main(argv=None):
     p = argparse.ArgumentParser()
@@ -34,12 +36,7 @@ def main(argv=None):
                       "hidden": m["sizes"]["hidden"], "command": t["command"], "path": v,
                       "kept": (Path(v) / "weights.npz").is_file()})
     ok = [c for c in cands if c["dev_skim_rate"] >= args.min_dev_skim] or cands
-    best = max(ok, key=lambda c: c["dev_accuracy"])
-    pref = [c for c in ok if c["hidden"] == args.prefer_hidden]
-    if args.prefer_hidden is not None and pref and best["hidden"] != args.prefer_hidden:
-        best_pref = max(pref, key=lambda c: c["dev_accuracy"])
-        if best["dev_accuracy"] < best_pref["dev_accuracy"] + args.margin:
-            best = best_pref
+    best = prefer_size(ok, args.prefer_hidden, args.margin)
     if not best["kept"]:
         raise SystemExit(f"the chosen variant {best['variant']} has no weights here ({best['path']})")
     dest = Path(args.out_dir) / args.name
