@@ -60,12 +60,6 @@ class SkimLSTMClassifier(nn.Module):
             self.head.weight.copy_(w["head.W"]), self.head.bias.copy_(w["head.b"])
             self.embedding.weight.copy_(lstm.embedding.weight)
 
-    @staticmethod
-    def _cell(gates, c):
-        i, f, g, o = gates.chunk(4, dim=-1)
-        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c_new), c_new
-
     def forward(self, ids, lengths, tau: float = 1.0, threshold: float = 0.5):
         """Returns logits and (log p per step (B,T,2), skim decisions (B,T) in eval mode, valid mask)."""
         if self.training and self.fast_train:
@@ -85,8 +79,8 @@ class SkimLSTMClassifier(nn.Module):
         for t in range(T):
             z = xd[:, t] + h @ Wd_h.t()
             logp = F.log_softmax(z, dim=-1)
-            h_r, c_r = self._cell(xb[:, t] + h @ self.W_hh.t(), c)
-            h_s, c_s = self._cell(xs[:, t] + h @ self.Ws_hh.t(), c[:, :ds])
+            h_r, c_r = _lstm_cell(xb[:, t] + h @ self.W_hh.t(), c)
+            h_s, c_s = _lstm_cell(xs[:, t] + h @ self.Ws_hh.t(), c[:, :ds])
             h_s = torch.cat([h_s, h[:, ds:]], dim=1)
             c_s = torch.cat([c_s, c[:, ds:]], dim=1)
             if self.training:
