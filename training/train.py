@@ -30,7 +30,7 @@ from service.tokenizer import TOKENIZER_NAME, tokenize
 
 from . import data
 from .torch_models import LSTMClassifier, SkimLSTMClassifier, skim_loss, skim_step
-from .vocab import build_vocab, cached_vocab
+from .vocab import build_vocab, cached_vocab, extend_vocab
 
 
 def encode(examples, index, max_len):
@@ -124,7 +124,9 @@ def main(argv=None):
     p.add_argument("--out-dir", default="models")
     p.add_argument("--data-dir", default=None, help="default: $SKIMSERVE_DATA or ../shared/data")
     p.add_argument("--vocab-cache", default=None, help="folder caching vocab + GloVe rows per dataset")
-    p.add_argument("--init-from", default=None, help="artifact of a trained LSTM to start a Skim-LSTM from")
+    p.add_argument("--init-from", default=None,
+                   help="artifact of a trained LSTM to start from: a Skim-LSTM's big cell, or an LSTM to fine-tune; "
+                        "from another dataset, its vocabulary is extended with this training split's words")
     p.add_argument("--d", type=int, default=100)
     p.add_argument("--d-small", type=int, default=10)
     p.add_argument("--gamma", type=float, default=0.02)
@@ -157,9 +159,13 @@ def main(argv=None):
     vocab_key = f"{args.dataset}-{args.limit or 'full'}"
     if args.init_from:
         base = load_artifact(args.init_from)
-        vocab, emb = base.vocab, base.weights["embedding"]
         args.d = base.manifest["sizes"]["hidden"]  # the big cell is the base LSTM's
-        vocab_stats = base.manifest.get("vocab_stats", {})
+        if base.manifest["training"]["dataset"] == args.dataset:
+            vocab, emb = base.vocab, base.weights["embedding"]
+            vocab_stats = base.manifest.get("vocab_stats", {})
+        else:  # transfer (e.g. IMDb -> SST-2): the base's words, plus this split's words it lacks
+            vocab, emb, vocab_stats = extend_vocab(base.vocab, base.weights["embedding"], [ex.text for ex in train])
+            vocab_stats["base"] = base.manifest["name"]
     else:
         vocab, emb, vocab_stats = cached_vocab(Path(args.vocab_cache) if args.vocab_cache else None, vocab_key,
                                                lambda: build_vocab([ex.text for ex in train]))
@@ -167,23 +173,29 @@ def main(argv=None):
     enc_train, enc_dev = encode(train, index, args.max_len), encode(dev, index, 0)
     emb_t = torch.tensor(emb)
     device = torch.device(args.device)
+    base_lstm = None
+    if args.init_from:
+        if base.manifest["family"] != "lstm":
+            raise SystemExit(f"--init-from needs an LSTM artifact, {args.init_from} is {base.manifest['family']}")
+        base_lstm = LSTMClassifier(emb_t, args.d, 2)  # emb_t: the (possibly extended) vocabulary's rows
+        with torch.no_grad():
+            bw = base.weights
+            base_lstm.lstm.weight_ih_l0.copy_(torch.tensor(bw["rnn.W_ih"]))
+            base_lstm.lstm.weight_hh_l0.copy_(torch.tensor(bw["rnn.W_hh"]))
+            base_lstm.lstm.bias_ih_l0.copy_(torch.tensor(bw["rnn.b"])), base_lstm.lstm.bias_hh_l0.zero_()
+            base_lstm.head.weight.copy_(torch.tensor(bw["head.W"])), base_lstm.head.bias.copy_(torch.tensor(bw["head.b"]))
     if args.family == "lstm":
         model = LSTMClassifier(emb_t, args.d, 2, args.dropout, not args.tune_embeddings, args.emb_dropout)
-        if args.forget_bias:
+        if base_lstm is not None:  # fine-tune a trained LSTM (e.g. one trained on another dataset)
+            model.load_state_dict(base_lstm.state_dict())
+        elif args.forget_bias:
             with torch.no_grad():
                 model.lstm.bias_ih_l0[args.d:2 * args.d] += args.forget_bias
     else:
         model = SkimLSTMClassifier(emb_t, args.d, args.d_small, 2, args.dropout, not args.tune_embeddings,
                                    args.emb_dropout)
-        if args.init_from:
-            lstm = LSTMClassifier(emb_t, args.d, 2)
-            with torch.no_grad():
-                bw = base.weights
-                lstm.lstm.weight_ih_l0.copy_(torch.tensor(bw["rnn.W_ih"]))
-                lstm.lstm.weight_hh_l0.copy_(torch.tensor(bw["rnn.W_hh"]))
-                lstm.lstm.bias_ih_l0.copy_(torch.tensor(bw["rnn.b"])), lstm.lstm.bias_hh_l0.zero_()
-                lstm.head.weight.copy_(torch.tensor(bw["head.W"])), lstm.head.bias.copy_(torch.tensor(bw["head.b"]))
-            model.init_from_lstm(lstm)
+        if base_lstm is not None:
+            model.init_from_lstm(base_lstm)
     model.to(device).train()
     decay = [q for n, q in model.named_parameters() if q.requires_grad and not n.startswith("embedding")]
     rest = [q for n, q in model.named_parameters() if q.requires_grad and n.startswith("embedding")]

@@ -39,18 +39,20 @@ def load_glove() -> tuple[list[str], np.ndarray]:
     return words, np.load(os.path.join(root, "glove_6B_50d_emb.npy"), allow_pickle=False)
 
 
-def build_vocab(train_texts: list[str], max_train_words: int = 30000, extra_glove: int = 20000,
-                min_freq_oov: int = 3, seed: int = 0) -> tuple[list[str], np.ndarray, dict]:
-    counts = Counter(tok for text in train_texts for tok in tokenize(text))
-    words, glove = load_glove()
+def _add_train_words(vocab: list[str], rows: list, counts: Counter, words, glove, max_train_words: int,
+                     min_freq_oov: int, seed: int) -> int:
+    """Append the split's words (most frequent first) that vocab lacks: GloVe rows, or small random vectors
+    for words missing from GloVe seen at least min_freq_oov times. Returns how many got random vectors."""
     g_index = {w: i for i, w in enumerate(words)}
     rng = np.random.default_rng(seed)
-    vocab, rows = ["<pad>", "<unk>"], [np.zeros(glove.shape[1], np.float32)] * 2
     seen = set(vocab)
-    n_oov = 0
+    n_oov = taken = 0
     for w, n in counts.most_common():
-        if len(vocab) - 2 >= max_train_words:
+        if taken >= max_train_words:
             break
+        if w in seen:
+            taken += 1
+            continue
         if w in g_index:
             vocab.append(w), rows.append(glove[g_index[w]])
         elif n >= min_freq_oov:
@@ -59,6 +61,18 @@ def build_vocab(train_texts: list[str], max_train_words: int = 30000, extra_glov
         else:
             continue
         seen.add(w)
+        taken += 1
+    return n_oov
+
+
+def build_vocab(train_texts: list[str], max_train_words: int = 30000, extra_glove: int = 20000,
+                min_freq_oov: int = 3, seed: int = 0) -> tuple[list[str], np.ndarray, dict]:
+    counts = Counter(tok for text in train_texts for tok in tokenize(text))
+    words, glove = load_glove()
+    g_index = {w: i for i, w in enumerate(words)}
+    vocab, rows = ["<pad>", "<unk>"], [np.zeros(glove.shape[1], np.float32)] * 2
+    n_oov = _add_train_words(vocab, rows, counts, words, glove, max_train_words, min_freq_oov, seed)
+    seen = set(vocab)
     n_train = len(vocab) - 2
     for w in words[:extra_glove]:
         if w not in seen:
@@ -66,6 +80,20 @@ def build_vocab(train_texts: list[str], max_train_words: int = 30000, extra_glov
             seen.add(w)
     stats = {"train_types": len(counts), "from_train": n_train, "train_oov_random": n_oov,
              "from_glove_top": len(vocab) - 2 - n_train, "size": len(vocab)}
+    return vocab, np.stack(rows).astype(np.float32), stats
+
+
+def extend_vocab(vocab: list[str], emb: np.ndarray, train_texts: list[str], max_train_words: int = 30000,
+                 min_freq_oov: int = 3, seed: int = 0) -> tuple[list[str], np.ndarray, dict]:
+    """A pretrained model's vocabulary and (possibly fine-tuned) rows, plus the words of a new training
+    split that it lacks, by build_vocab's rules (so extending a model with its own split adds nothing).
+    Used when a model trained on one dataset is fine-tuned on another (--init-from)."""
+    counts = Counter(tok for text in train_texts for tok in tokenize(text))
+    words, glove = load_glove()
+    vocab, rows = list(vocab), list(np.asarray(emb, np.float32))
+    n_oov = _add_train_words(vocab, rows, counts, words, glove, max_train_words, min_freq_oov, seed)
+    stats = {"base_size": len(emb), "added_from_train": len(vocab) - len(emb), "added_oov_random": n_oov,
+             "size": len(vocab)}
     return vocab, np.stack(rows).astype(np.float32), stats
 
 
