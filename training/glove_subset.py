@@ -7,6 +7,10 @@ GloVe package (e.g. a GPU machine: the folder travels with the code, ~8 MB inste
 The subset keeps GloVe's order and holds the top 20,000 words (training/vocab.py appends those) and every
 word of each dataset's vocabulary, so build_vocab gives identical vocabularies and rows from it (checked
 here for each dataset before writing).
+
+  python -m training.glove_subset --out .carry/glove-ext --for-extending runs/imdb-lm-lstm sst2 mr
+writes only the rows that extending that artifact's vocabulary with each dataset's training words needs
+(training/vocab.py extend_vocab, used by train.py --init-from across datasets): far smaller.
 """
 from __future__ import annotations
 
@@ -26,7 +30,11 @@ def main(argv=None):
     p.add_argument("--out", required=True)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--top", type=int, default=20000)
+    p.add_argument("--for-extending", default=None, metavar="ARTIFACT",
+                   help="only the training words that ARTIFACT's vocabulary lacks (enough for extend_vocab)")
     args = p.parse_args(argv)
+    if args.for_extending:
+        return _for_extending(args)
     os.environ.pop(GLOVE_SUBSET_ENV, None)
     words, glove = load_glove()
     texts = {ds: [ex.text for ex in data.load(ds, "train", args.data_dir)] for ds in args.datasets}
@@ -44,6 +52,31 @@ def main(argv=None):
         v2, e2, s2 = build_vocab(texts[ds])
         assert v2 == vocab and np.array_equal(e2, emb) and s2 == stats, f"subset does not reproduce {ds}"
     print(f"wrote {out}: {len(keep)} of {len(words)} GloVe words; reproduces {', '.join(args.datasets)}")
+
+
+def _for_extending(args):
+    from service.artifacts import load_artifact
+    from service.tokenizer import tokenize
+
+    from .vocab import extend_vocab
+
+    os.environ.pop(GLOVE_SUBSET_ENV, None)
+    base = load_artifact(args.for_extending)
+    words, glove = load_glove()
+    texts = {ds: [ex.text for ex in data.load(ds, "train", args.data_dir)] for ds in args.datasets}
+    have = set(base.vocab)
+    need = {t for ts in texts.values() for text in ts for t in tokenize(text)} - have
+    keep = [i for i, w in enumerate(words) if w in need]
+    built = {ds: extend_vocab(base.vocab, base.weights["embedding"], t) for ds, t in texts.items()}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "words.txt").write_text("\n".join(words[i] for i in keep) + "\n", encoding="utf-8")
+    np.save(out / "emb.npy", glove[keep])
+    os.environ[GLOVE_SUBSET_ENV] = str(out)
+    for ds, (vocab, emb, stats) in built.items():
+        v2, e2, s2 = extend_vocab(base.vocab, base.weights["embedding"], texts[ds])
+        assert v2 == vocab and np.array_equal(e2, emb) and s2 == stats, f"subset does not reproduce {ds}"
+    print(f"wrote {out}: {len(keep)} GloVe words; reproduces extending {base.name} with {', '.join(args.datasets)}")
 
 
 if __name__ == "__main__":
