@@ -2,7 +2,7 @@
 
   python -m training.publish --name sst2-skim --min-dev-skim 0.5 RUNS/sst2-skim-*
 Picks the variant with the highest dev accuracy among those whose dev skim rate reaches
---min-dev-skim, copies it to models/NAME, records every candidate in the manifest, re-signs it.
+--min-dev-skim (ties: the higher skim rate; a folder with only a manifest is listed but not eligible), copies it to models/NAME, records every candidate in the manifest, re-signs it.
 """
 from __future__ import annotations
 
@@ -35,17 +35,20 @@ def main(argv=None):
         cands.append({"variant": m["name"], "dev_accuracy": t["dev_accuracy"], "dev_skim_rate": t["dev_skim_rate"],
                       "hidden": m["sizes"]["hidden"], "command": t["command"], "path": v,
                       "kept": (Path(v) / "weights.npz").is_file()})
-    ok = [c for c in cands if c["dev_skim_rate"] >= args.min_dev_skim] or cands
+    kept = [c for c in cands if c["kept"]]
+    if not kept:
+        raise SystemExit("no candidate has weights here")
+    ok = [c for c in kept if c["dev_skim_rate"] >= args.min_dev_skim] or kept
+    ok.sort(key=lambda c: -c["dev_skim_rate"])  # equal dev accuracy: the one that skims more (cheaper) wins
     best = prefer_size(ok, args.prefer_hidden, args.margin)
-    if not best["kept"]:
-        raise SystemExit(f"the chosen variant {best['variant']} has no weights here ({best['path']})")
     dest = Path(args.out_dir) / args.name
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(best["path"], dest)
     m = json.loads((dest / MANIFEST).read_text())
     m["name"] = args.name
-    rule = f"highest dev accuracy among variants with dev skim rate >= {args.min_dev_skim}"
+    rule = (f"highest dev accuracy among variants with dev skim rate >= {args.min_dev_skim} (ties: the higher skim "
+            "rate); variants whose weights did not come back from the GPU machine are listed, not eligible")
     if args.prefer_hidden is not None:
         rule += (f"; hidden size {args.prefer_hidden} unless another size is at least {args.margin} better on dev"
                  " (serving cost grows with d)")
