@@ -112,6 +112,14 @@ def try_compile(model, device, batch_size: int) -> bool:
         return False
 
 
+def embeddings_note(args) -> str:
+    if args.tune_embeddings:
+        return "GloVe 6B 50d, fine-tuned"
+    if args.init_from:
+        return "GloVe 6B 50d rows as the starting model left them, frozen in this run"
+    return "GloVe 6B 50d, frozen"
+
+
 def tau_at(step: int, rate: float) -> float:
     return max(0.5, math.exp(-rate * step))
 
@@ -274,7 +282,7 @@ def main(argv=None):
         "training": {"command": cmd, "dataset": args.dataset, "data": f"../shared/data/{args.dataset}",
                      "splits": {"train": len(train), "dev": len(dev)}, "split_seed": data.SPLIT_SEED,
                      "hyperparameters": {k: v for k, v in vars(args).items() if k not in ("name", "out_dir", "device")},
-                     "embeddings": "GloVe 6B 50d, " + ("fine-tuned" if args.tune_embeddings else "frozen"),
+                     "embeddings": embeddings_note(args),
                      "best_step": best[2], "dev_accuracy": best[0], "dev_skim_rate": best[3],
                      "device": str(device), "torch": torch.__version__, "python": platform.python_version(),
                      "seconds": round(time.time() - t_start, 1)},
