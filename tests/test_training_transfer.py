@@ -95,3 +95,21 @@ def test_transfer_extends_the_vocabulary_and_serves(chain):
     assert skim.vocab == sst.vocab
     res = build_model(skim, kernel="reference").classify("a gripping , funny and moving film .", threshold=0.5)
     assert res.label in ("negative", "positive") and res.cost.tokens == 8
+
+
+def test_weight_average_tracks_the_weights_and_is_swapped_in_only_inside_applied():
+    import torch
+
+    from training.train import WeightAverage
+
+    model = torch.nn.Linear(3, 2)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    avg = WeightAverage(model, decay=0.5)
+    with torch.no_grad():
+        model.weight.add_(2.0)
+    avg.update(model)  # 0.5 * start + 0.5 * (start + 2) = start + 1
+    live = model.weight.detach().clone()
+    with avg.applied(model):
+        assert torch.allclose(model.weight, start["weight"] + 1.0)
+        assert torch.allclose(model.bias, start["bias"])
+    assert torch.equal(model.weight, live)

@@ -9,6 +9,7 @@ in the artifact folder (train_log.jsonl) and the exact command in its manifest.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -112,6 +113,30 @@ def try_compile(model, device, batch_size: int) -> bool:
         return False
 
 
+class WeightAverage:
+    """Exponential moving average of a model's float weights (Polyak averaging): a smoother checkpoint than
+    the last step's weights, at no cost to training. `applied` swaps it in for evaluation and checkpoints."""
+
+    def __init__(self, model, decay: float):
+        self.decay = decay
+        self.avg = {k: v.detach().clone() for k, v in model.state_dict().items() if v.dtype.is_floating_point}
+
+    @torch.no_grad()
+    def update(self, model) -> None:
+        for k, v in model.state_dict().items():
+            if k in self.avg:
+                self.avg[k].mul_(self.decay).add_(v, alpha=1 - self.decay)
+
+    @contextlib.contextmanager
+    def applied(self, model):
+        live = copy.deepcopy(model.state_dict())
+        model.load_state_dict({**live, **self.avg})
+        try:
+            yield
+        finally:
+            model.load_state_dict(live)
+
+
 def embeddings_note(args) -> str:
     if args.tune_embeddings:
         return "GloVe 6B 50d, fine-tuned"
@@ -156,6 +181,9 @@ def main(argv=None):
                    help="skim models: only checkpoints whose dev skim rate is at least this count as best")
     p.add_argument("--time-budget", type=float, default=0, help="stop after N seconds of training (keeps the best)")
     p.add_argument("--limit", type=int, default=None, help="use only N training examples (smoke tests)")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="evaluate and keep an exponential moving average of the weights with this decay "
+                        "(e.g. 0.999); 0 = the raw weights")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
@@ -224,6 +252,7 @@ def main(argv=None):
     log({"event": "start", "args": vars(args), "train": len(train), "dev": len(dev), "vocab": vocab_stats,
          "compiled_step": compiled})
     rng = random.Random(args.seed)
+    ema = WeightAverage(model, args.ema) if args.ema else None
     term = []  # SIGTERM (e.g. `timeout`): stop after the current step and still write the best checkpoint
     signal.signal(signal.SIGTERM, lambda *_: term.append(time.time() - t_start))
     best = (-1.0, None, 0, 0.0)  # dev acc, state, step, skim
@@ -242,14 +271,17 @@ def main(argv=None):
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
+            if ema is not None:
+                ema.update(model)
             step += 1
             bar.update(1)
             if step % args.eval_every == 0:
-                acc, skim = evaluate(model, enc_dev, device)
-                eligible = args.family == "lstm" or skim >= args.min_skim
-                improved = eligible and acc > best[0]
-                if improved:
-                    best = (acc, copy.deepcopy(model.state_dict()), step, skim)
+                with ema.applied(model) if ema is not None else contextlib.nullcontext():
+                    acc, skim = evaluate(model, enc_dev, device)
+                    eligible = args.family == "lstm" or skim >= args.min_skim
+                    improved = eligible and acc > best[0]
+                    if improved:
+                        best = (acc, copy.deepcopy(model.state_dict()), step, skim)
                 log({"event": "eval", "step": step, "epoch": epoch, "tau": round(tau, 4), "loss": round(loss.item(), 4),
                      "dev_acc": round(acc, 4), "dev_skim": round(skim, 4), "best": improved})
                 bar.set_postfix(dev=f"{acc:.3f}", skim=f"{skim:.2f}")
