@@ -91,6 +91,9 @@ def test_transfer_extends_the_vocabulary_and_serves(chain):
     imdb, sst = load_artifact(chain / "imdb-clf"), load_artifact(chain / "sst2-clf")
     assert sst.vocab[:len(imdb.vocab)] == imdb.vocab and len(sst.vocab) > len(imdb.vocab)
     assert sst.manifest["vocab_stats"]["base"] == "imdb-clf"
+    rec = sst.manifest["training"]["base"]  # the whole chain back to the language model is recorded
+    assert rec["name"] == "imdb-clf" and rec["weights_sha256"] == imdb.manifest["files"]["weights.npz"]
+    assert rec["base"]["name"] == "lm" and rec["base"]["task"] == "language-model"
     skim = load_artifact(chain / "sst2-skim")
     assert skim.vocab == sst.vocab
     res = build_model(skim, kernel="reference").classify("a gripping , funny and moving film .", threshold=0.5)

@@ -113,6 +113,15 @@ def try_compile(model, device, batch_size: int) -> bool:
         return False
 
 
+def base_record(base) -> dict:
+    """What a fine-tuned model started from, kept in its manifest: the chain back to a from-scratch run stays
+    traceable when the base itself is not shipped (a language model, an intermediate run)."""
+    t = base.manifest.get("training", {})
+    return {"name": base.manifest["name"], "task": base.manifest["task"], "dataset": t.get("dataset"),
+            "weights_sha256": base.manifest["files"].get("weights.npz"), "command": t.get("command"),
+            "base": t.get("base")}
+
+
 class WeightAverage:
     """Exponential moving average of a model's float weights (Polyak averaging): a smoother checkpoint than
     the last step's weights, at no cost to training. `applied` swaps it in for evaluation and checkpoints."""
@@ -317,7 +326,8 @@ def main(argv=None):
                      "embeddings": embeddings_note(args),
                      "best_step": best[2], "dev_accuracy": best[0], "dev_skim_rate": best[3],
                      "device": str(device), "torch": torch.__version__, "python": platform.python_version(),
-                     "seconds": round(time.time() - t_start, 1)},
+                     "seconds": round(time.time() - t_start, 1),
+                     "base": base_record(base) if args.init_from else None},
     }
     write_artifact(out, manifest, weights, vocab, extra_files=("train_log.jsonl",))
     print(f"wrote {out} (dev acc {best[0]:.4f}, dev skim {best[3]:.3f})")
