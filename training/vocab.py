@@ -39,11 +39,10 @@ def load_glove() -> tuple[list[str], np.ndarray]:
     return words, np.load(os.path.join(root, "glove_6B_50d_emb.npy"), allow_pickle=False)
 
 
-def _add_train_words(vocab: list[str], rows: list, counts: Counter, words, glove, max_train_words: int,
-                     min_freq_oov: int, seed: int) -> int:
+def _add_train_words(vocab: list[str], rows: list, counts: Counter, g_index: dict[str, int], glove,
+                     max_train_words: int, min_freq_oov: int, seed: int) -> int:
     """Append the split's words (most frequent first) that vocab lacks: GloVe rows, or small random vectors
     for words missing from GloVe seen at least min_freq_oov times. Returns how many got random vectors."""
-    g_index = {w: i for i, w in enumerate(words)}
     rng = np.random.default_rng(seed)
     seen = set(vocab)
     n_oov = taken = 0
@@ -71,7 +70,7 @@ def build_vocab(train_texts: list[str], max_train_words: int = 30000, extra_glov
     words, glove = load_glove()
     g_index = {w: i for i, w in enumerate(words)}
     vocab, rows = ["<pad>", "<unk>"], [np.zeros(glove.shape[1], np.float32)] * 2
-    n_oov = _add_train_words(vocab, rows, counts, words, glove, max_train_words, min_freq_oov, seed)
+    n_oov = _add_train_words(vocab, rows, counts, g_index, glove, max_train_words, min_freq_oov, seed)
     seen = set(vocab)
     n_train = len(vocab) - 2
     for w in words[:extra_glove]:
@@ -91,7 +90,8 @@ def extend_vocab(vocab: list[str], emb: np.ndarray, train_texts: list[str], max_
     counts = Counter(tok for text in train_texts for tok in tokenize(text))
     words, glove = load_glove()
     vocab, rows = list(vocab), list(np.asarray(emb, np.float32))
-    n_oov = _add_train_words(vocab, rows, counts, words, glove, max_train_words, min_freq_oov, seed)
+    g_index = {w: i for i, w in enumerate(words)}
+    n_oov = _add_train_words(vocab, rows, counts, g_index, glove, max_train_words, min_freq_oov, seed)
     stats = {"base_size": len(emb), "added_from_train": len(vocab) - len(emb), "added_oov_random": n_oov,
              "size": len(vocab)}
     return vocab, np.stack(rows).astype(np.float32), stats
