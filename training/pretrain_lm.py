@@ -51,13 +51,17 @@ class LSTMLanguageModel(nn.Module):
         return self.out(self.drop(y)), state
 
 
-def stream(texts: list[str], index: dict, rng: random.Random | None) -> torch.Tensor:
+def encode(texts: list[str], index: dict) -> list[list[int]]:
     unk = index["<unk>"]
-    order = list(range(len(texts)))
+    return [[index.get(t, unk) for t in tokenize(text)] for text in texts]
+
+
+def stream(docs: list[list[int]], rng: random.Random | None) -> torch.Tensor:
+    """The documents as one stream of ids, in a shuffled order when rng is given (tokenised once, not per epoch)."""
+    order = list(range(len(docs)))
     if rng:
         rng.shuffle(order)
-    ids = [index.get(t, unk) for i in order for t in tokenize(texts[i])]
-    return torch.tensor(ids, dtype=torch.long)
+    return torch.tensor([t for i in order for t in docs[i]], dtype=torch.long)
 
 
 def windows(ids: torch.Tensor, batch_size: int, bptt: int):
@@ -113,7 +117,8 @@ def main(argv=None):
     device = torch.device(args.device)
     model = LSTMLanguageModel(torch.tensor(emb), args.d, args.dropout).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    dev_ids = stream(dev, index, None)
+    train_docs = encode(train, index)
+    dev_ids = stream(encode(dev, index), None)
     out = Path(args.out_dir) / args.name
     out.mkdir(parents=True, exist_ok=True)
     log_lines = []
@@ -133,7 +138,7 @@ def main(argv=None):
     while not stop:
         epoch += 1
         state = None
-        for x, y in windows(stream(train, index, rng), args.batch_size, args.bptt):
+        for x, y in windows(stream(train_docs, rng), args.batch_size, args.bptt):
             logits, state = model(x.to(device), state)
             state = tuple(s.detach() for s in state)
             loss = F.cross_entropy(logits.flatten(0, 1), y.to(device).flatten())
