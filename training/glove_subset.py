@@ -20,8 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from service.artifacts import load_artifact
+from service.tokenizer import tokenize
+
 from . import data
-from .vocab import GLOVE_SUBSET_ENV, build_vocab, load_glove
+from .vocab import GLOVE_SUBSET_ENV, build_vocab, extend_vocab, load_glove
 
 
 def main(argv=None):
@@ -33,15 +36,20 @@ def main(argv=None):
     p.add_argument("--for-extending", default=None, metavar="ARTIFACT",
                    help="only the training words that ARTIFACT's vocabulary lacks (enough for extend_vocab)")
     args = p.parse_args(argv)
+    os.environ.pop(GLOVE_SUBSET_ENV, None)
+    words, glove = load_glove()
+    texts = {ds: [ex.text for ex in data.load(ds, "train", args.data_dir)] for ds in args.datasets}
     if args.for_extending:
-        return _for_extending(args)
-    os.environ.pop(GLOVE_SUBSET_ENV, None)
-    words, glove = load_glove()
-    texts = {ds: [ex.text for ex in data.load(ds, "train", args.data_dir)] for ds in args.datasets}
-    built = {ds: build_vocab(t) for ds, t in texts.items()}
-    need = set(words[:args.top])
-    for vocab, _, _ in built.values():
-        need.update(vocab)
+        base = load_artifact(args.for_extending)
+        build = lambda t: extend_vocab(base.vocab, base.weights["embedding"], t)  # noqa: E731
+        need = {t for ts in texts.values() for text in ts for t in tokenize(text)} - set(base.vocab)
+        what = f"extending {base.name} with "
+    else:
+        build, need, what = build_vocab, set(words[:args.top]), ""
+    built = {ds: build(t) for ds, t in texts.items()}
+    if not args.for_extending:
+        for vocab, _, _ in built.values():
+            need.update(vocab)
     keep = [i for i, w in enumerate(words) if w in need]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -49,34 +57,9 @@ def main(argv=None):
     np.save(out / "emb.npy", glove[keep])
     os.environ[GLOVE_SUBSET_ENV] = str(out)
     for ds, (vocab, emb, stats) in built.items():
-        v2, e2, s2 = build_vocab(texts[ds])
+        v2, e2, s2 = build(texts[ds])
         assert v2 == vocab and np.array_equal(e2, emb) and s2 == stats, f"subset does not reproduce {ds}"
-    print(f"wrote {out}: {len(keep)} of {len(words)} GloVe words; reproduces {', '.join(args.datasets)}")
-
-
-def _for_extending(args):
-    from service.artifacts import load_artifact
-    from service.tokenizer import tokenize
-
-    from .vocab import extend_vocab
-
-    os.environ.pop(GLOVE_SUBSET_ENV, None)
-    base = load_artifact(args.for_extending)
-    words, glove = load_glove()
-    texts = {ds: [ex.text for ex in data.load(ds, "train", args.data_dir)] for ds in args.datasets}
-    have = set(base.vocab)
-    need = {t for ts in texts.values() for text in ts for t in tokenize(text)} - have
-    keep = [i for i, w in enumerate(words) if w in need]
-    built = {ds: extend_vocab(base.vocab, base.weights["embedding"], t) for ds, t in texts.items()}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "words.txt").write_text("\n".join(words[i] for i in keep) + "\n", encoding="utf-8")
-    np.save(out / "emb.npy", glove[keep])
-    os.environ[GLOVE_SUBSET_ENV] = str(out)
-    for ds, (vocab, emb, stats) in built.items():
-        v2, e2, s2 = extend_vocab(base.vocab, base.weights["embedding"], texts[ds])
-        assert v2 == vocab and np.array_equal(e2, emb) and s2 == stats, f"subset does not reproduce {ds}"
-    print(f"wrote {out}: {len(keep)} GloVe words; reproduces extending {base.name} with {', '.join(args.datasets)}")
+    print(f"wrote {out}: {len(keep)} of {len(words)} GloVe words; reproduces {what}{', '.join(args.datasets)}")
 
 
 if __name__ == "__main__":
