@@ -15,13 +15,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import platform
 import random
-import shlex
-import signal
-import sys
 import time
 from pathlib import Path
 
@@ -35,6 +31,7 @@ from service.artifacts import write_artifact
 from service.tokenizer import TOKENIZER_NAME, tokenize
 
 from . import data
+from .runlog import LOG_FILE, RunLog
 from .vocab import build_vocab, cached_vocab
 
 
@@ -107,7 +104,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     random.seed(args.seed), np.random.seed(args.seed), torch.manual_seed(args.seed)
-    t_start = time.time()
+    run = RunLog("training.pretrain_lm")
     train = [ex.text for ex in data.load(args.dataset, "train", args.data_dir, args.limit)]
     dev = [ex.text for ex in data.load(args.dataset, "dev", args.data_dir, args.limit)]
     # the same vocabulary (and cache key) as train.py builds for this dataset, so a classifier can start from it
@@ -121,17 +118,10 @@ def main(argv=None):
     dev_ids = stream(encode(dev, index), None)
     out = Path(args.out_dir) / args.name
     out.mkdir(parents=True, exist_ok=True)
-    log_lines = []
-
-    def log(rec):
-        rec = {"time_s": round(time.time() - t_start, 1), **rec}
-        log_lines.append(json.dumps(rec))
-        tqdm.write(json.dumps(rec))
-
+    log = run.log
     log({"event": "start", "args": vars(args), "train_texts": len(train), "dev_tokens": len(dev_ids), "vocab": vocab_stats})
     rng = random.Random(args.seed)
-    term = []
-    signal.signal(signal.SIGTERM, lambda *_: term.append(time.time() - t_start))
+    run.stop_on_sigterm()
     best = (math.inf, None, 0)
     step, epoch, stop = 0, 0, False
     bar = tqdm(total=args.max_steps, desc=args.name, mininterval=5)
@@ -157,13 +147,15 @@ def main(argv=None):
                      "dev_ppl": round(ppl, 2), "best": improved})
                 bar.set_postfix(dev_ppl=f"{ppl:.1f}")
                 stop = step - best[2] >= args.patience
-            if stop or step >= args.max_steps or term or (args.time_budget and time.time() - t_start > args.time_budget):
+            if stop or step >= args.max_steps or run.sigterm_at is not None or run.over_budget(args.time_budget):
                 stop = True
                 break
     bar.close()
     if best[1] is None:
         best = (perplexity(model, dev_ids, device), copy.deepcopy(model.state_dict()), step)
     model.load_state_dict(best[1])
+    if run.sigterm_at is not None:
+        log({"event": "sigterm", "at_s": round(run.sigterm_at, 1)})
     log({"event": "done", "best_step": best[2], "best_dev_ppl": round(best[0], 2), "steps": step})
 
     L = model.lstm
@@ -171,8 +163,8 @@ def main(argv=None):
                "head.W": torch.zeros(2, args.d), "head.b": torch.zeros(2)}  # no classifier yet: a zero head
     weights = {k: v.detach().cpu().float().numpy() for k, v in weights.items()}
     weights["embedding"] = model.embedding.weight.detach().cpu().numpy().astype(np.float16)
-    (out / "train_log.jsonl").write_text("\n".join(log_lines) + "\n", encoding="utf-8")
-    cmd = "python -m training.pretrain_lm " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    run.write(out)
+    cmd = run.command(argv)
     manifest = {
         "name": args.name, "version": time.strftime("%Y%m%d"), "task": "language-model", "family": "lstm",
         "sizes": {"embed": emb.shape[1], "hidden": args.d, "small_hidden": 0},
@@ -185,9 +177,9 @@ def main(argv=None):
                      "embeddings": "GloVe 6B 50d, fine-tuned", "best_step": best[2], "dev_perplexity": best[0],
                      "dev_accuracy": None, "dev_skim_rate": 0.0,
                      "device": str(device), "torch": torch.__version__, "python": platform.python_version(),
-                     "seconds": round(time.time() - t_start, 1)},
+                     "seconds": round(run.elapsed(), 1)},
     }
-    write_artifact(out, manifest, weights, vocab, extra_files=("train_log.jsonl",))
+    write_artifact(out, manifest, weights, vocab, extra_files=(LOG_FILE,))
     print(f"wrote {out} (dev perplexity {best[0]:.1f})")
 
 

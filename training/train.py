@@ -11,13 +11,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import json
 import math
 import platform
 import random
-import shlex
-import signal
-import sys
 import time
 from pathlib import Path
 
@@ -30,6 +26,7 @@ from service.artifacts import load_artifact, write_artifact
 from service.tokenizer import TOKENIZER_NAME, tokenize
 
 from . import data
+from .runlog import LOG_FILE, RunLog
 from .torch_models import LSTMClassifier, SkimLSTMClassifier, skim_loss, skim_step
 from .vocab import build_vocab, cached_vocab, extend_vocab
 
@@ -198,7 +195,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     random.seed(args.seed), np.random.seed(args.seed), torch.manual_seed(args.seed)
-    t_start = time.time()
+    run = RunLog("training.train")
     train = data.load(args.dataset, "train", args.data_dir, args.limit)
     dev = data.load(args.dataset, "dev", args.data_dir, args.limit)
     vocab_key = f"{args.dataset}-{args.limit or 'full'}"
@@ -251,19 +248,12 @@ def main(argv=None):
 
     out = Path(args.out_dir) / args.name
     out.mkdir(parents=True, exist_ok=True)
-    log_lines = []
-
-    def log(rec):
-        rec = {"time_s": round(time.time() - t_start, 1), **rec}
-        log_lines.append(json.dumps(rec))
-        tqdm.write(json.dumps(rec))
-
+    log = run.log
     log({"event": "start", "args": vars(args), "train": len(train), "dev": len(dev), "vocab": vocab_stats,
          "compiled_step": compiled})
     rng = random.Random(args.seed)
     ema = WeightAverage(model, args.ema) if args.ema else None
-    term = []  # SIGTERM (e.g. `timeout`): stop after the current step and still write the best checkpoint
-    signal.signal(signal.SIGTERM, lambda *_: term.append(time.time() - t_start))
+    run.stop_on_sigterm()
     best = (-1.0, None, 0, 0.0)  # dev acc, state, step, skim
     step, epoch, stop = 0, 0, False
     bar = tqdm(total=args.max_steps, desc=args.name, mininterval=5)
@@ -296,7 +286,7 @@ def main(argv=None):
                 bar.set_postfix(dev=f"{acc:.3f}", skim=f"{skim:.2f}")
                 if step - best[2] >= args.patience and best[1] is not None:
                     stop = True
-            if step >= args.max_steps or (args.time_budget and time.time() - t_start > args.time_budget) or term:
+            if step >= args.max_steps or run.over_budget(args.time_budget) or run.sigterm_at is not None:
                 stop = True
             if stop:
                 break
@@ -305,15 +295,15 @@ def main(argv=None):
         acc, skim = evaluate(model, enc_dev, device)  # no checkpoint qualified: keep the last, report it truly
         best = (acc, copy.deepcopy(model.state_dict()), step, skim)
     model.load_state_dict(best[1])
-    if term:
-        log({"event": "sigterm", "at_s": round(term[0], 1)})
+    if run.sigterm_at is not None:
+        log({"event": "sigterm", "at_s": round(run.sigterm_at, 1)})
     log({"event": "done", "best_step": best[2], "best_dev_acc": best[0], "best_dev_skim": best[3], "steps": step})
 
     weights = {k: v.detach().cpu().float().numpy() for k, v in model.export_weights().items()}
     weights["embedding"] = model.embedding.weight.detach().cpu().numpy().astype(np.float16)  # halves the size
-    (out / "train_log.jsonl").write_text("\n".join(log_lines) + "\n", encoding="utf-8")
+    run.write(out)
     family = "lstm" if args.family == "lstm" else "skim-lstm"
-    cmd = "python -m training.train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    cmd = run.command(argv)
     manifest = {
         "name": args.name, "version": time.strftime("%Y%m%d"), "task": "classify", "family": family,
         "sizes": {"embed": emb.shape[1], "hidden": args.d, "small_hidden": args.d_small if family != "lstm" else 0},
@@ -326,10 +316,10 @@ def main(argv=None):
                      "embeddings": embeddings_note(args),
                      "best_step": best[2], "dev_accuracy": best[0], "dev_skim_rate": best[3],
                      "device": str(device), "torch": torch.__version__, "python": platform.python_version(),
-                     "seconds": round(time.time() - t_start, 1),
+                     "seconds": round(run.elapsed(), 1),
                      "base": base_record(base) if args.init_from else None},
     }
-    write_artifact(out, manifest, weights, vocab, extra_files=("train_log.jsonl",))
+    write_artifact(out, manifest, weights, vocab, extra_files=(LOG_FILE,))
     print(f"wrote {out} (dev acc {best[0]:.4f}, dev skim {best[3]:.3f})")
 
 
