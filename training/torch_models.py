@@ -161,17 +161,24 @@ def skim_loss(aux, gamma: float) -> torch.Tensor:
     return gamma * (-(logp[..., 1] * valid).sum() / valid.sum())
 
 
+def lstm_from_weights(w: dict, emb: torch.Tensor, n_labels: int) -> LSTMClassifier:
+    """An LSTMClassifier holding an artifact's LSTM and head weights (w: name -> tensor), over the word vectors
+    emb (the artifact's own, or those of a vocabulary extended from it)."""
+    m = LSTMClassifier(emb, w["rnn.W_hh"].shape[1], n_labels)
+    with torch.no_grad():
+        m.lstm.weight_ih_l0.copy_(w["rnn.W_ih"]), m.lstm.weight_hh_l0.copy_(w["rnn.W_hh"])
+        m.lstm.bias_ih_l0.copy_(w["rnn.b"]), m.lstm.bias_hh_l0.zero_()
+        m.head.weight.copy_(w["head.W"]), m.head.bias.copy_(w["head.b"])
+    return m
+
+
 def from_artifact(artifact) -> nn.Module:
     """Rebuild the PyTorch model from a shipped artifact's numpy weights (for equivalence tests)."""
     w = {k: torch.tensor(v) for k, v in artifact.weights.items()}
     sizes = artifact.manifest["sizes"]
     n_labels = len(artifact.manifest["labels"])
     if artifact.manifest["family"] == "lstm":
-        m = LSTMClassifier(w["embedding"], sizes["hidden"], n_labels)
-        with torch.no_grad():
-            m.lstm.weight_ih_l0.copy_(w["rnn.W_ih"]), m.lstm.weight_hh_l0.copy_(w["rnn.W_hh"])
-            m.lstm.bias_ih_l0.copy_(w["rnn.b"]), m.lstm.bias_hh_l0.zero_()
-            m.head.weight.copy_(w["head.W"]), m.head.bias.copy_(w["head.b"])
+        m = lstm_from_weights(w, w["embedding"], n_labels)
     else:
         m = SkimLSTMClassifier(w["embedding"], sizes["hidden"], sizes["small_hidden"], n_labels)
         with torch.no_grad():

@@ -27,7 +27,7 @@ from service.tokenizer import TOKENIZER_NAME, tokenize
 
 from . import data
 from .runlog import LOG_FILE, RunLog
-from .torch_models import LSTMClassifier, SkimLSTMClassifier, skim_loss, skim_step
+from .torch_models import LSTMClassifier, SkimLSTMClassifier, lstm_from_weights, skim_loss, skim_step
 from .vocab import build_vocab, cached_vocab, extend_vocab
 
 
@@ -219,13 +219,8 @@ def main(argv=None):
     if args.init_from:
         if base.manifest["family"] != "lstm":
             raise SystemExit(f"--init-from needs an LSTM artifact, {args.init_from} is {base.manifest['family']}")
-        base_lstm = LSTMClassifier(emb_t, args.d, 2)  # emb_t: the (possibly extended) vocabulary's rows
-        with torch.no_grad():
-            bw = base.weights
-            base_lstm.lstm.weight_ih_l0.copy_(torch.tensor(bw["rnn.W_ih"]))
-            base_lstm.lstm.weight_hh_l0.copy_(torch.tensor(bw["rnn.W_hh"]))
-            base_lstm.lstm.bias_ih_l0.copy_(torch.tensor(bw["rnn.b"])), base_lstm.lstm.bias_hh_l0.zero_()
-            base_lstm.head.weight.copy_(torch.tensor(bw["head.W"])), base_lstm.head.bias.copy_(torch.tensor(bw["head.b"]))
+        # emb_t: the (possibly extended) vocabulary's rows
+        base_lstm = lstm_from_weights({k: torch.tensor(v) for k, v in base.weights.items()}, emb_t, 2)
     if args.family == "lstm":
         model = LSTMClassifier(emb_t, args.d, 2, args.dropout, not args.tune_embeddings, args.emb_dropout)
         if base_lstm is not None:  # fine-tune a trained LSTM (e.g. one trained on another dataset)
