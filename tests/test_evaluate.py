@@ -32,3 +32,15 @@ def test_evaluate_writes_card(tmp_path):
     assert "LIMITED" in (folder / "card.md").read_text()
     art = load_artifact(folder)  # card files are signed in the manifest
     assert {"card.json", "card.md"} <= set(art.manifest["files"])
+
+
+@pytest.mark.parametrize("name", ["sst2-lstm", "sst2-skim", "mr-lstm", "mr-skim", "imdb-lstm", "imdb-skim"])
+def test_shipped_card_states_the_starting_point_its_manifest_records(name):
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent / "models" / name
+    man = json.loads((folder / "manifest.json").read_text())
+    card = json.loads((folder / "card.json").read_text())
+    assert man["training"]["base"]["name"] == Path(man["training"]["hyperparameters"]["init_from"]).name
+    assert card["provenance"] == evaluate.provenance_text(man)
+    assert f"`{man['training']['base']['name']}`" in (folder / "card.md").read_text()

@@ -116,24 +116,35 @@ DEV_NOTES = {
 }
 
 
+DATASET_NAMES = {"imdb": "IMDb", "sst2": "SST-2", "mr": "MR"}
+
+
 def provenance_text(manifest: dict) -> str:
-    """Where the weights started: a shipped model card must say when a model was not trained from scratch."""
+    """Where the weights started, from the manifest's chain of base models (training.base): a shipped model
+    card must say when a model was not trained from scratch."""
     t = manifest.get("training", {})
-    init = (t.get("hyperparameters") or {}).get("init_from")
-    if not init:
+    base = t.get("base")
+    if not base:
+        init = (t.get("hyperparameters") or {}).get("init_from")
+        if init:
+            return f"Started from `{Path(init).name}` (the manifest has no record of that model)."
         return "Trained from scratch on this dataset's training split (GloVe-initialised word vectors)."
-    base = Path(init).name
-    other = (manifest.get("vocab_stats") or {}).get("base")  # set when the vocabulary was extended (transfer)
-    transfer = (f"an IMDb sentiment LSTM (`{other}`) fine-tuned on this dataset's training split, its vocabulary "
-                "extended with the split's words (transfer from another sentiment dataset; no dev or test text of "
-                "this dataset was used)") if other else ""
+
+    def transfer(rec: dict) -> str:
+        return (f"an {DATASET_NAMES.get(rec['dataset'], rec['dataset'])} sentiment LSTM (`{rec['name']}`) fine-tuned "
+                "on this dataset's training split, its vocabulary extended with the split's words (transfer from "
+                "another sentiment dataset; no dev or test text of this dataset was used)")
+
     if manifest["family"] != "lstm":
-        return (f"Big cell, embedding and head started from the trained LSTM `{base}`"
-                + (f", itself {transfer}." if other else "."))
-    if other:
-        return f"Started from {transfer}."
-    return (f"Started from `{base}`, an LSTM language model pretrained on this dataset's training text "
-            "(training/pretrain_lm.py, Dai & Le 2015), then fine-tuned as a classifier.")
+        inner = base.get("base")
+        itself = f", itself {transfer(inner)}." if inner and inner["dataset"] != t.get("dataset") else "."
+        return f"Big cell, embedding and head started from the trained LSTM `{base['name']}`" + itself
+    if base["task"] == "language-model":
+        return (f"Started from `{base['name']}`, an LSTM language model pretrained on this dataset's training text "
+                "(training/pretrain_lm.py, Dai & Le 2015), then fine-tuned as a classifier.")
+    if base["dataset"] != t.get("dataset"):
+        return f"Started from {transfer(base)}."
+    return f"Fine-tuned further from the trained LSTM `{base['name']}` of the same dataset."
 
 
 def dev_gap_text(dataset: str, dev_accuracy: float | None, test_accuracy: float) -> str:
