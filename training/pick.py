@@ -1,8 +1,11 @@
 """Print the trained artifact to build on: the highest dev accuracy, preferring a hidden size.
 
   python -m training.pick --prefer-hidden 100 --margin 0.01 RUNS/sst2-lstm-* models/sst2-lstm
+  python -m training.pick --by perplexity RUNS/imdb-lm-*          # language models: lowest dev perplexity
+  python -m training.pick --top 2 RUNS/imdb-skim-*                # the best two, one per line
 A model of another hidden size is picked only when its dev accuracy beats the best model of the
-preferred size by at least --margin (the serving cost grows with d). Dev split only, never test.
+preferred size by at least --margin (the serving cost grows with d). Ties in dev accuracy go to the higher
+dev skim rate (as training/publish.py). Dev split only, never test.
 """
 from __future__ import annotations
 
@@ -25,28 +28,41 @@ def prefer_size(cands: list[dict], prefer_hidden: int | None, margin: float) -> 
     return best
 
 
-def pick(paths, prefer_hidden: int | None = None, margin: float = 0.0) -> Path:
+def candidates(paths, by: str = "accuracy") -> list[dict]:
+    """The artifacts among paths, best first: by dev accuracy (ties to the higher dev skim rate) or by the
+    lowest dev perplexity (language models). Folders without a manifest (a run that died) are left out."""
     cands = []
     for p in map(Path, paths):
         if (p / "manifest.json").is_file():
             m = read_manifest(p)
-            cands.append({"dev_accuracy": m["training"]["dev_accuracy"], "hidden": m["sizes"]["hidden"], "path": p})
+            t = m["training"]
+            score = -(t.get("dev_perplexity") or float("inf")) if by == "perplexity" else t["dev_accuracy"] or 0.0
+            cands.append({"dev_accuracy": score, "skim": t.get("dev_skim_rate") or 0.0,
+                          "hidden": m["sizes"]["hidden"], "path": p})
     if not cands:
         raise SystemExit("no artifacts among: " + " ".join(map(str, paths)))
+    return sorted(cands, key=lambda c: (-c["dev_accuracy"], -c["skim"]))
+
+
+def pick(paths, prefer_hidden: int | None = None, margin: float = 0.0, by: str = "accuracy", top: int = 1) -> list[Path]:
+    cands = candidates(paths, by)
     best = prefer_size(cands, prefer_hidden, margin)
-    for c in sorted(cands, key=lambda c: -c["dev_accuracy"]):
-        print(f"{c['dev_accuracy']:.4f} d={c['hidden']} {c['path']}{'  <- picked' if c is best else ''}",
-              file=sys.stderr)
-    return best["path"]
+    ranked = [best] + [c for c in cands if c is not best]
+    for c in cands:
+        shown = f"ppl={-c['dev_accuracy']:.1f}" if by == "perplexity" else f"{c['dev_accuracy']:.4f} skim={c['skim']:.3f}"
+        print(f"{shown} d={c['hidden']} {c['path']}{'  <- picked' if c in ranked[:top] else ''}", file=sys.stderr)
+    return [c["path"] for c in ranked[:top]]
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prefer-hidden", type=int, default=None)
     ap.add_argument("--margin", type=float, default=0.0)
+    ap.add_argument("--by", choices=["accuracy", "perplexity"], default="accuracy")
+    ap.add_argument("--top", type=int, default=1, help="print the best N, one per line")
     ap.add_argument("paths", nargs="+")
     a = ap.parse_args(argv)
-    print(pick(a.paths, a.prefer_hidden, a.margin))
+    print("\n".join(map(str, pick(a.paths, a.prefer_hidden, a.margin, a.by, a.top))))
 
 
 if __name__ == "__main__":
