@@ -99,7 +99,10 @@ def write_card(folder: Path, card: dict) -> None:
                      f"{r['flop_reduction']:.2f}x | {r['per_token_us']:.2f} | {r['speedup_vs_t1']:.2f}x |")
     d = ev["at_default"]
     lines += ["", f"At the default threshold {card['default_threshold']}: accuracy {100 * d['accuracy']:.2f}%, "
-              f"skim rate {100 * d['skim_rate']:.1f}%, FLOP reduction {d['flop_reduction']:.2f}x.", ""]
+              f"skim rate {100 * d['skim_rate']:.1f}%, FLOP reduction {d['flop_reduction']:.2f}x."]
+    if card.get("default_origin"):
+        lines.append(card["default_origin"])
+    lines.append("")
     if card.get("comparison"):
         lines += ["## Against the paper and the targets", "", card["comparison"], ""]
     lines += ["FLOPs follow service/flops.py (multiply-add = 2 FLOPs, elementwise 10/unit, decision layer on every "
@@ -145,6 +148,22 @@ def provenance_text(manifest: dict) -> str:
     if base["dataset"] != t.get("dataset"):
         return f"Started from {transfer(base)}."
     return f"Fine-tuned further from the trained LSTM `{base['name']}` of the same dataset."
+
+
+def default_origin_text(manifest: dict, rows: list[dict]) -> str:
+    """Where a skim model's served default threshold comes from (training/calibrate.py picks it on dev)."""
+    sel = manifest.get("default_threshold_selection")
+    if not sel:
+        return ""
+    t = manifest["default_threshold"]
+    dev = next((r for r in sel["sweep"] if r["threshold"] == t), None)
+    text = (f"The default was chosen on the dev split by `{sel['command']}`: {sel['rule']}"
+            + (f" (dev: {100 * dev['accuracy']:.2f}% at {100 * dev['skim_rate']:.1f}% skim)." if dev else "."))
+    argmax = next((r for r in rows if r["threshold"] == 0.5), None)
+    if t != 0.5 and argmax:
+        text += (f" At 0.5, the trained argmax, this split gives {100 * argmax['accuracy']:.2f}% at "
+                 f"{100 * argmax['skim_rate']:.1f}% skim.")
+    return text
 
 
 def dev_gap_text(dataset: str, dev_accuracy: float | None, test_accuracy: float) -> str:
@@ -221,6 +240,7 @@ def main(argv=None):
         "command": "python -m training.evaluate " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
         "evaluation": {"examples": len(examples), "sweep": rows, "at_default": at_default},
         "provenance": provenance_text(man),
+        "default_origin": default_origin_text(man, rows) if skims else "",
         "comparison": comparison_text(dataset, man["family"].replace("skim-lstm", "skim"), at_default,
                                       man["training"].get("dev_accuracy") if args.split == "test" else None),
         "date": time.strftime("%Y-%m-%d"),
