@@ -44,3 +44,23 @@ def test_shipped_card_states_the_starting_point_its_manifest_records(name):
     assert man["training"]["base"]["name"] == Path(man["training"]["hyperparameters"]["init_from"]).name
     assert card["provenance"] == evaluate.provenance_text(man)
     assert f"`{man['training']['base']['name']}`" in (folder / "card.md").read_text()
+
+
+def test_cards_table_has_one_row_per_card_with_every_column():
+    from pathlib import Path
+
+    from training import cards_table
+
+    models = Path(__file__).resolve().parent.parent / "models"
+    lines = cards_table.table(models).splitlines()
+    cards = sorted(models.glob("*/card.json"))
+    assert len(lines) == 2 + len(cards)
+    widths = {line.count("|") for line in lines}
+    assert len(widths) == 1  # header, rule and rows have the same number of cells
+    for card_path, line in zip(cards, lines[2:]):
+        card = json.loads(card_path.read_text())
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[0] == card["model"]["name"]
+        shown = "-" if card["model"]["family"] == "lstm" else str(card["default_threshold"])
+        assert cells[1] == shown
+        assert cells[2] == f"{100 * card['evaluation']['at_default']['accuracy']:.2f}"
