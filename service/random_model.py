@@ -23,8 +23,10 @@ def random_layer_weights(rng: np.random.Generator, e: int, d: int, d_small: int,
 
 
 def make_random_classifier(folder: str | Path, e: int = 16, d: int = 24, d_small: int = 4, seed: int = 0,
-                           words: tuple[str, ...] = DEFAULT_WORDS, name: str | None = None) -> dict:
-    """d_small=0 gives a plain LSTM ('lstm' family); otherwise a Skim-LSTM."""
+                           words: tuple[str, ...] = DEFAULT_WORDS, name: str | None = None,
+                           training: dict | None = None) -> dict:
+    """d_small=0 gives a plain LSTM ('lstm' family); otherwise a Skim-LSTM. training: extra manifest
+    training fields (e.g. dataset, dev_accuracy) for tests of the training-side commands."""
     rng = np.random.default_rng(seed)
     vocab = ["<pad>", "<unk>", *words]
     weights = {"embedding": rng.standard_normal((len(vocab), e)).astype(np.float32)}
@@ -37,6 +39,6 @@ def make_random_classifier(folder: str | Path, e: int = 16, d: int = 24, d_small
         "sizes": {"embed": e, "hidden": d, "small_hidden": d_small},
         "labels": ["negative", "positive"], "default_threshold": 0.5,
         "tokenizer": {"name": "skimserve-ptb-lower-v1"},
-        "training": {"command": f"random weights, seed {seed}", "data": None},
+        "training": {"command": f"random weights, seed {seed}", "data": None, **(training or {})},
     }
     return write_artifact(folder, manifest, weights, vocab)

@@ -1,9 +1,7 @@
 """The default threshold is chosen on dev by a fixed rule, written into the manifest and served."""
-import json
-
 import pytest
 
-from service.artifacts import load_artifact, refresh_checksums
+from service.artifacts import load_artifact
 from service.families import build_model
 from service.random_model import make_random_classifier
 from training import calibrate, data
@@ -35,11 +33,7 @@ def test_calibrate_writes_a_signed_default_that_the_model_serves(tmp_path):
     except FileNotFoundError:
         pytest.skip(f"SST-2 not found under {data.data_dir()}")
     folder = tmp_path / "tiny-skim"
-    make_random_classifier(folder, d_small=4, seed=5)
-    man = json.loads((folder / "manifest.json").read_text())
-    man["training"].update({"dataset": "sst2"})
-    (folder / "manifest.json").write_text(json.dumps(man))
-    refresh_checksums(folder)
+    make_random_classifier(folder, d_small=4, seed=5, training={"dataset": "sst2"})
 
     chosen, record = calibrate.main([str(folder), "--limit", "60", "--min-skim", "0.0"])
     sweep = record["sweep"]

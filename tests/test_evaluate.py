@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from service.artifacts import load_artifact, refresh_checksums
+from service.artifacts import load_artifact
 from service.random_model import make_random_classifier
 from training import data, evaluate
 
@@ -14,11 +14,7 @@ def test_evaluate_writes_card(tmp_path):
     except FileNotFoundError:
         pytest.skip(f"SST-2 not found under {data.data_dir()}")
     folder = tmp_path / "tiny-skim"
-    make_random_classifier(folder, d_small=4, seed=3)
-    man = json.loads((folder / "manifest.json").read_text())
-    man["training"].update({"dataset": "sst2", "dev_accuracy": 0.5})
-    (folder / "manifest.json").write_text(json.dumps(man))
-    refresh_checksums(folder)
+    make_random_classifier(folder, d_small=4, seed=3, training={"dataset": "sst2", "dev_accuracy": 0.5})
 
     card = evaluate.main([str(folder), "--limit", "40", "--timing-texts", "10", "--timing-rounds", "3",
                           "--kernel", "reference"])

@@ -1,19 +1,14 @@
 """Publishing picks by dev accuracy (never test), records every candidate, and can let the model
 already published compete (--incumbent) without losing its earlier selection record."""
-import json
-
-from service.artifacts import load_artifact, refresh_checksums
+from service.artifacts import load_artifact
 from service.random_model import make_random_classifier
 from training import publish
 
 
 def run(tmp_path, name, dev_acc, dev_skim=0.6, seed=0):
     folder = tmp_path / "runs" / name
-    make_random_classifier(folder, d_small=4, seed=seed, name=name)
-    man = json.loads((folder / "manifest.json").read_text())
-    man["training"].update({"dev_accuracy": dev_acc, "dev_skim_rate": dev_skim, "command": f"train {name}"})
-    (folder / "manifest.json").write_text(json.dumps(man))
-    refresh_checksums(folder)
+    make_random_classifier(folder, d_small=4, seed=seed, name=name,
+                           training={"dev_accuracy": dev_acc, "dev_skim_rate": dev_skim, "command": f"train {name}"})
     return str(folder)
 
 
