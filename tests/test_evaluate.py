@@ -60,3 +60,12 @@ def test_cards_table_has_one_row_per_card_with_every_column():
         shown = "-" if card["model"]["family"] == "lstm" else str(card["default_threshold"])
         assert cells[1] == shown
         assert cells[2] == f"{100 * card['evaluation']['at_default']['accuracy']:.2f}"
+
+
+def test_a_missed_skim_target_says_where_the_floor_was_applied():
+    at_default = {"accuracy": 0.8451, "skim_rate": 0.492}
+    text = evaluate.comparison_text("sst2", "skim", at_default, dev_accuracy=0.8555, dev_skim=0.505)
+    assert "accuracy target 85.5% missed by 0.99 points" in text and "skim target 50% missed by 0.8 points" in text
+    assert "where this model skims 50.5%" in text
+    met = evaluate.comparison_text("sst2", "skim", {"accuracy": 0.86, "skim_rate": 0.6}, 0.87, 0.61)
+    assert "targets met" in met and "skim floor" not in met
