@@ -18,12 +18,16 @@ def random_models_dir(tmp_path_factory) -> Path:
     return root
 
 
-def real_sentences(dataset: str, n: int) -> list[str]:
-    """First n test-split texts, or skip when the shared data is absent."""
+def require_dataset(dataset: str, split: str = "test", n: int = 1):
+    """The first n examples of a split, or skip the test when the shared data is absent."""
     from training import data
 
     try:
-        examples = data.load(dataset, "test", limit=n)
+        return data.load(dataset, split, limit=n)
     except FileNotFoundError:
         pytest.skip(f"dataset {dataset} not found under {data.data_dir()}")
-    return [ex.text for ex in examples]
+
+
+def real_sentences(dataset: str, n: int) -> list[str]:
+    """First n test-split texts, or skip when the shared data is absent."""
+    return [ex.text for ex in require_dataset(dataset, "test", n)]

@@ -1,10 +1,11 @@
 """The default threshold is chosen on dev by a fixed rule, written into the manifest and served."""
 import pytest
 
+from conftest import require_dataset  # noqa: E402
 from service.artifacts import load_artifact
 from service.families import build_model
 from service.random_model import make_random_classifier
-from training import calibrate, data
+from training import calibrate
 
 
 def rows(*triples):
@@ -28,10 +29,7 @@ def test_no_threshold_reaches_the_floor_keeps_the_argmax():
 
 
 def test_calibrate_writes_a_signed_default_that_the_model_serves(tmp_path):
-    try:
-        data.load("sst2", "dev", limit=1)
-    except FileNotFoundError:
-        pytest.skip(f"SST-2 not found under {data.data_dir()}")
+    require_dataset("sst2", "dev")
     folder = tmp_path / "tiny-skim"
     make_random_classifier(folder, d_small=4, seed=5, training={"dataset": "sst2"})
 

@@ -3,16 +3,14 @@ import json
 
 import pytest
 
+from conftest import require_dataset  # noqa: E402
 from service.artifacts import load_artifact
 from service.random_model import make_random_classifier
-from training import data, evaluate
+from training import evaluate
 
 
 def test_evaluate_writes_card(tmp_path):
-    try:
-        data.load("sst2", "test", limit=1)
-    except FileNotFoundError:
-        pytest.skip(f"SST-2 not found under {data.data_dir()}")
+    require_dataset("sst2", "test")
     folder = tmp_path / "tiny-skim"
     make_random_classifier(folder, d_small=4, seed=3, training={"dataset": "sst2", "dev_accuracy": 0.5})
 

