@@ -21,6 +21,7 @@ from service.families import build_model
 
 from . import data
 from .evaluate import THRESHOLDS, sweep
+from .runlog import command_line
 
 # skim-rate floors: the targets where it sets one (IMDb 75%, SST-2 50%); MR as SST-2 (its skims
 # were trained and selected with a 0.5 floor, the paper skims 58.5% there)
@@ -64,8 +65,7 @@ def main(argv=None):
     record = {"split": "dev", "examples": len(dev), "limit": args.limit, "min_skim": min_skim,
               "rule": f"highest dev accuracy among thresholds 0.0..1.0 with dev skim rate >= {min_skim} "
                       "(ties: 0.5, then the lower threshold); chosen on dev only, the test split unread",
-              "command": "python -m training.calibrate " + " ".join(argv if argv is not None else
-                                                                    __import__("sys").argv[1:]),
+              "command": command_line("training.calibrate", argv),
               "sweep": [{k: r[k] for k in ("threshold", "accuracy", "skim_rate", "flop_reduction")} for r in rows]}
     if args.no_write:
         return chosen, record

@@ -28,6 +28,7 @@ from service.artifacts import MANIFEST, load_artifact, refresh_checksums  # noqa
 from service.families import build_model  # noqa: E402
 
 from . import data  # noqa: E402
+from .runlog import command_line  # noqa: E402
 
 PAPER = {  # Skim-RNN paper, Table 2 (d=100): LSTM acc, Skim-LSTM acc / skim %
     "sst2": {"lstm_acc": 86.4, "skim_acc": 86.4, "skim_rate": 58.2, "target_acc": 85.5, "target_skim": 50},
@@ -241,7 +242,7 @@ def main(argv=None):
         "cpu": cpu_name(), "threads": 1, "default_threshold": default,
         "timing": {"texts": len(timing_set), "tokens": int(sum(len(i) for i in timing_set)),
                    "rounds": args.timing_rounds, "statistic": "median over rounds, thresholds interleaved"},
-        "command": "python -m training.evaluate " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
+        "command": command_line("training.evaluate", argv),
         "evaluation": {"examples": len(examples), "sweep": rows, "at_default": at_default},
         "provenance": provenance_text(man),
         "default_origin": default_origin_text(man, rows) if skims else "",

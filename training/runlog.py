@@ -15,6 +15,11 @@ from tqdm import tqdm
 LOG_FILE = "train_log.jsonl"
 
 
+def command_line(module: str, argv: list[str] | None) -> str:
+    """The command a manifest or card records: `python -m MODULE ARGS` (argv None: this process's)."""
+    return f"python -m {module} " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+
+
 class RunLog:
     def __init__(self, module: str):
         self.module = module
@@ -45,4 +50,4 @@ class RunLog:
         (Path(folder) / LOG_FILE).write_text("\n".join(self.lines) + "\n", encoding="utf-8")
 
     def command(self, argv: list[str] | None) -> str:
-        return f"python -m {self.module} " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+        return command_line(self.module, argv)
