@@ -2,8 +2,9 @@
 
 Parameter names and layouts match the runtime artifact (service/engine/layer.py): gate order i,f,g,o,
 one summed bias, small cell W_hh over the whole h_{t-1}, decision layer on [x_t; h_{t-1}].
-Training uses the Gumbel-softmax relaxation (soft mixture of the read and skim states, eq. 6);
-eval mode uses hard decisions: skim iff p_skim > threshold.
+Training uses the Gumbel-softmax relaxation (soft mixture of the read and skim states, eq. 6), or with
+`hard_gumbel` its straight-through form (the forward pass takes the sampled hard decision, as serving does;
+gradients flow through the soft weights); eval mode uses hard decisions: skim iff p_skim > threshold.
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ class SkimLSTMClassifier(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.emb_drop = nn.Dropout(dropout if emb_dropout is None else emb_dropout)
         self.head = nn.Linear(d, n_labels)
+        self.hard_gumbel = False  # straight-through Gumbel-softmax in training (training/train.py --hard-gumbel)
         self.fast_train = True   # training forward: fused projections and one fused step (same math)
         self.step_fn = skim_step  # may be replaced by a torch.compile'd skim_step (training/train.py --compile)
 
@@ -84,7 +86,7 @@ class SkimLSTMClassifier(nn.Module):
             h_s = torch.cat([h_s, h[:, ds:]], dim=1)
             c_s = torch.cat([c_s, c[:, ds:]], dim=1)
             if self.training:
-                r = F.gumbel_softmax(logp, tau=tau, hard=False)
+                r = F.gumbel_softmax(logp, tau=tau, hard=self.hard_gumbel)
                 skim_w = r[:, 1:2]
             else:
                 skim_w = (torch.sigmoid(z[:, 1] - z[:, 0]) > threshold).float()[:, None]
@@ -121,7 +123,7 @@ class SkimLSTMClassifier(nn.Module):
         c = x.new_zeros(B, d).requires_grad_()
         logps = []
         for t, pre_t in enumerate(pre.unbind(0)):
-            h, c, logp = self.step_fn(pre_t, h, c, W_rec, gumbel[t], inv_tau, mask[t], d, ds)
+            h, c, logp = self.step_fn(pre_t, h, c, W_rec, gumbel[t], inv_tau, mask[t], d, ds, self.hard_gumbel)
             logps.append(logp)
         logits = self.head(self.drop(h))
         return logits, (torch.stack(logps, 1), None, valid)
@@ -138,10 +140,10 @@ def _lstm_cell(gates, c):
     return torch.sigmoid(o) * torch.tanh(c_new), c_new
 
 
-def skim_step(pre_t, h, c, W_rec, gumbel_t, inv_tau, m, d: int, ds: int):
-    """One training step of the Skim-LSTM (soft mixture), given the input parts `pre_t` of
-    [big gates | small gates | decision logits] for this step. Same arithmetic as the reference loop of
-    SkimLSTMClassifier.forward in training mode; F.gumbel_softmax(logp, tau) = softmax((logp + g) / tau)."""
+def skim_step(pre_t, h, c, W_rec, gumbel_t, inv_tau, m, d: int, ds: int, hard: bool = False):
+    """One training step of the Skim-LSTM (soft mixture, or straight-through if hard), given the input parts
+    `pre_t` of [big gates | small gates | decision logits] for this step. Same arithmetic as the reference
+    loop of SkimLSTMClassifier.forward in training mode; F.gumbel_softmax(logp, tau) = softmax((logp + g) / tau)."""
     gates = torch.addmm(pre_t, h, W_rec.t())
     z = gates[:, 4 * d + 4 * ds:]
     logp = F.log_softmax(z, dim=-1)
@@ -149,7 +151,10 @@ def skim_step(pre_t, h, c, W_rec, gumbel_t, inv_tau, m, d: int, ds: int):
     h_s, c_s = _lstm_cell(gates[:, 4 * d:4 * d + 4 * ds], c[:, :ds])
     h_s = torch.cat([h_s, h[:, ds:]], dim=1)
     c_s = torch.cat([c_s, c[:, ds:]], dim=1)
-    skim_w = F.softmax((logp + gumbel_t) * inv_tau, dim=-1)[:, 1:2]
+    soft = F.softmax((logp + gumbel_t) * inv_tau, dim=-1)
+    skim_w = soft[:, 1:2]
+    if hard:  # the value of the sampled one-hot decision, the gradient of the soft weight (as F.gumbel_softmax)
+        skim_w = (soft[:, 1:2] > soft[:, 0:1]).to(soft.dtype) - skim_w.detach() + skim_w
     h_new = (1 - skim_w) * h_r + skim_w * h_s
     c_new = (1 - skim_w) * c_r + skim_w * c_s
     return m * h_new + (1 - m) * h, m * c_new + (1 - m) * c, logp

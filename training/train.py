@@ -93,7 +93,7 @@ def try_compile(model, device, batch_size: int) -> bool:
         args = [torch.randn(batch_size, n, generator=gen).to(device) for n in (G, d, d)]
         W = (torch.randn(G, d, generator=gen) * 0.1).to(device)
         rest = (-torch.empty(batch_size, 2).exponential_(generator=gen).log().to(device),
-                torch.full((), 1.5, device=device), torch.ones(batch_size, 1, device=device), d, ds)
+                torch.full((), 1.5, device=device), torch.ones(batch_size, 1, device=device), d, ds, model.hard_gumbel)
         outs = []
         for fn in (skim_step, step):
             ins = [a.clone().requires_grad_() for a in args] + [W.clone().requires_grad_()]
@@ -190,6 +190,9 @@ def main(argv=None):
     p.add_argument("--ema", type=float, default=0.0,
                    help="evaluate and keep an exponential moving average of the weights with this decay "
                         "(e.g. 0.999); 0 = the raw weights")
+    p.add_argument("--hard-gumbel", action="store_true",
+                   help="skim: straight-through Gumbel-softmax (forward with the sampled hard decision, as "
+                        "served; gradient of the soft weight); default: the soft mixture of the paper")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
@@ -233,6 +236,7 @@ def main(argv=None):
                                    args.emb_dropout)
         if base_lstm is not None:
             model.init_from_lstm(base_lstm)
+        model.hard_gumbel = args.hard_gumbel
     model.to(device).train()
     decay = [q for n, q in model.named_parameters() if q.requires_grad and not n.startswith("embedding")]
     rest = [q for n, q in model.named_parameters() if q.requires_grad and n.startswith("embedding")]
