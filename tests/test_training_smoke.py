@@ -47,3 +47,31 @@ def test_training_writes_a_servable_artifact(trained, name, family):
     assert res.label in ("negative", "positive")
     assert np.isclose(sum(res.probabilities.values()), 1.0, atol=1e-5)
     assert res.cost.tokens == 8
+
+
+def test_a_skim_run_continues_from_a_skim_artifact(trained):
+    """--init-from a Skim-LSTM artifact: every weight starts as the artifact's (with --max-steps at the
+    base's own step, no step is taken, so the result is the base unchanged), and the temperature schedule
+    goes on from the base's step."""
+    from training import train
+
+    base = load_artifact(trained / "smoke-skim")
+    start = base.manifest["training"]["best_step"]
+    train.main(["--dataset", "sst2", "--out-dir", str(trained), "--limit", "200", "--device", "cpu",
+                "--family", "skim", "--name", "smoke-skim-more", "--eval-every", "5",
+                "--max-steps", str(start), "--init-from", str(trained / "smoke-skim")])
+    more = load_artifact(trained / "smoke-skim-more")
+    assert more.manifest["sizes"] == base.manifest["sizes"]
+    for k, v in base.weights.items():
+        np.testing.assert_array_equal(more.weights[k], v, err_msg=k)
+    log = [json.loads(line) for line in (trained / "smoke-skim-more" / "train_log.jsonl").read_text().splitlines()]
+    assert log[0]["start_step"] == start
+    assert more.manifest["training"]["base"]["name"] == "smoke-skim"
+
+
+def test_an_lstm_run_refuses_a_skim_artifact(trained):
+    from training import train
+
+    with pytest.raises(SystemExit, match="continues only a --family skim run"):
+        train.main(["--dataset", "sst2", "--out-dir", str(trained), "--limit", "200", "--device", "cpu",
+                    "--family", "lstm", "--name", "bad", "--init-from", str(trained / "smoke-skim")])

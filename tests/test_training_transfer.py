@@ -114,3 +114,21 @@ def test_weight_average_tracks_the_weights_and_is_swapped_in_only_inside_applied
         assert torch.allclose(model.weight, start["weight"] + 1.0)
         assert torch.allclose(model.bias, start["bias"])
     assert torch.equal(model.weight, live)
+
+
+def test_weight_average_warmup_follows_the_live_weights_first():
+    import torch
+
+    from training.train import WeightAverage
+
+    model = torch.nn.Linear(3, 2)
+    start = model.weight.detach().clone()
+    avg = WeightAverage(model, decay=0.999, warmup=True)
+    assert avg.current_decay() == pytest.approx(0.1)  # (1 + 0) / (10 + 0)
+    with torch.no_grad():
+        model.weight.add_(10.0)
+    avg.update(model)  # 0.1 * start + 0.9 * (start + 10) = start + 9
+    with avg.applied(model):
+        assert torch.allclose(model.weight, start + 9.0)
+    avg.updates = 100_000
+    assert avg.current_decay() == 0.999  # capped at the decay once (1 + n) / (10 + n) passes it

@@ -123,15 +123,22 @@ class WeightAverage:
     """Exponential moving average of a model's float weights (Polyak averaging): a smoother checkpoint than
     the last step's weights, at no cost to training. `applied` swaps it in for evaluation and checkpoints."""
 
-    def __init__(self, model, decay: float):
-        self.decay = decay
+    def __init__(self, model, decay: float, warmup: bool = False):
+        self.decay, self.warmup, self.updates = decay, warmup, 0
         self.avg = {k: v.detach().clone() for k, v in model.state_dict().items() if v.dtype.is_floating_point}
+
+    def current_decay(self) -> float:
+        """With warmup, min(decay, (1 + n) / (10 + n)) after n updates: the first averages follow the live
+        weights instead of holding the start (a fresh small cell and decision layer) for ~1/(1 - decay) steps."""
+        return min(self.decay, (1 + self.updates) / (10 + self.updates)) if self.warmup else self.decay
 
     @torch.no_grad()
     def update(self, model) -> None:
+        decay = self.current_decay()
+        self.updates += 1
         for k, v in model.state_dict().items():
             if k in self.avg:
-                self.avg[k].mul_(self.decay).add_(v, alpha=1 - self.decay)
+                self.avg[k].mul_(decay).add_(v, alpha=1 - decay)
 
     @contextlib.contextmanager
     def applied(self, model):
@@ -165,7 +172,9 @@ def main(argv=None):
     p.add_argument("--vocab-cache", default=None, help="folder caching vocab + GloVe rows per dataset")
     p.add_argument("--init-from", default=None,
                    help="artifact of a trained LSTM to start from: a Skim-LSTM's big cell, or an LSTM to fine-tune; "
-                        "from another dataset, its vocabulary is extended with this training split's words")
+                        "from another dataset, its vocabulary is extended with this training split's words. "
+                        "A Skim-LSTM artifact (--family skim, same dataset) continues its training: all its "
+                        "weights, and the Gumbel temperature schedule from the step it was kept at")
     p.add_argument("--d", type=int, default=100)
     p.add_argument("--d-small", type=int, default=10)
     p.add_argument("--gamma", type=float, default=0.02)
@@ -180,7 +189,7 @@ def main(argv=None):
                    help="skim: torch.compile the training step (auto: on CUDA); falls back to eager if it fails")
     p.add_argument("--tune-embeddings", action="store_true", help="default: GloVe rows frozen")
     p.add_argument("--max-len", type=int, default=0, help="training truncation (keep last N tokens); 0 = none")
-    p.add_argument("--max-steps", type=int, default=20000)
+    p.add_argument("--max-steps", type=int, default=20000, help="a cap on the step count (a continued run starts at its base's step)")
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--patience", type=int, default=3000, help="stop when dev accuracy has not improved for N steps")
     p.add_argument("--min-skim", type=float, default=0.0,
@@ -190,6 +199,8 @@ def main(argv=None):
     p.add_argument("--ema", type=float, default=0.0,
                    help="evaluate and keep an exponential moving average of the weights with this decay "
                         "(e.g. 0.999); 0 = the raw weights")
+    p.add_argument("--ema-warmup", action="store_true",
+                   help="with --ema: average with decay min(ema, (1+n)/(10+n)) after n steps")
     p.add_argument("--hard-gumbel", action="store_true",
                    help="skim: straight-through Gumbel-softmax (forward with the sampled hard decision, as "
                         "served; gradient of the soft weight); default: the soft mixture of the paper")
@@ -205,6 +216,11 @@ def main(argv=None):
     if args.init_from:
         base = load_artifact(args.init_from)
         args.d = base.manifest["sizes"]["hidden"]  # the big cell is the base LSTM's
+        if base.manifest["family"] == "skim-lstm":
+            if args.family != "skim" or base.manifest["training"]["dataset"] != args.dataset:
+                raise SystemExit(f"--init-from {args.init_from}: a Skim-LSTM artifact continues only a "
+                                 f"--family skim run on its own dataset ({base.manifest['training']['dataset']})")
+            args.d_small = base.manifest["sizes"]["small_hidden"]
         if base.manifest["training"]["dataset"] == args.dataset:
             vocab, emb = base.vocab, base.weights["embedding"]
             vocab_stats = base.manifest.get("vocab_stats", {})
@@ -218,8 +234,11 @@ def main(argv=None):
     enc_train, enc_dev = encode(train, index, args.max_len), encode(dev, index, 0)
     emb_t = torch.tensor(emb)
     device = torch.device(args.device)
-    base_lstm = None
-    if args.init_from:
+    base_lstm, start_step = None, 0
+    continued = args.init_from and base.manifest["family"] == "skim-lstm"
+    if continued:
+        start_step = base.manifest["training"]["best_step"]  # the temperature schedule goes on from here
+    elif args.init_from:
         if base.manifest["family"] != "lstm":
             raise SystemExit(f"--init-from needs an LSTM artifact, {args.init_from} is {base.manifest['family']}")
         # emb_t: the (possibly extended) vocabulary's rows
@@ -236,6 +255,10 @@ def main(argv=None):
                                    args.emb_dropout)
         if base_lstm is not None:
             model.init_from_lstm(base_lstm)
+        if continued:
+            with torch.no_grad():
+                for k, v in model.export_weights().items():
+                    v.copy_(torch.from_numpy(base.weights[k]))
         model.hard_gumbel = args.hard_gumbel
     model.to(device).train()
     decay = [q for n, q in model.named_parameters() if q.requires_grad and not n.startswith("embedding")]
@@ -249,16 +272,19 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     log = run.log
     log({"event": "start", "args": vars(args), "train": len(train), "dev": len(dev), "vocab": vocab_stats,
-         "compiled_step": compiled})
+         "compiled_step": compiled, "start_step": start_step})
     rng = random.Random(args.seed)
-    ema = WeightAverage(model, args.ema) if args.ema else None
+    ema = WeightAverage(model, args.ema, args.ema_warmup) if args.ema else None
     run.stop_on_sigterm()
-    best = (-1.0, None, 0, 0.0)  # dev acc, state, step, skim
-    step, epoch, stop = 0, 0, False
-    bar = tqdm(total=args.max_steps, desc=args.name, mininterval=5)
+    best = (-1.0, None, start_step, 0.0)  # dev acc, state, step, skim
+    step, epoch, stop = start_step, 0, False
+    bar = tqdm(total=args.max_steps, initial=start_step, desc=args.name, mininterval=5)
     while not stop:
         epoch += 1
         for ids, lengths, labels in batches(enc_train, args.batch_size, rng):
+            if step >= args.max_steps:  # a continued run may start at its cap already
+                stop = True
+                break
             ids, lengths, labels = ids.to(device), lengths.to(device), labels.to(device)
             tau = tau_at(step, args.tau_rate)
             logits, aux = model(ids, lengths, tau=tau)

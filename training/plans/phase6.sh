@@ -7,6 +7,8 @@
 #     so training sees whole read-or-skim states, as serving does (the soft mixture lets a half-read token
 #     pass information that serving's hard decision drops).
 # Fewer jobs share the GPU than in phase 5 (4, not 5), so each makes more steps. Selection is on dev only.
+# STAGE=b runs the specs in SKIMS_B (after stage a's results), e.g. continuing a stage-a run:
+#   SKIMS_B="imdb-s6skim-e999-more|--init-from,.carry/bases6/imdb-s6skim-g03-e999,--ema,0.999 ..."
 # Usage: STAGE=a bash training/plans/phase6.sh RUNS LOGS [PACK_DEST]
 source training/plans/common.sh "$@"
 STAGE=${STAGE:?STAGE=a|b}
