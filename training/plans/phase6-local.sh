@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Phase 6, SST-2 Skim-LSTM variants on the 2-core development CPU, two at a time (one core each), from the
-# SST-2 LSTM the published sst2-skim was trained from (sst2-l5t-lr5, phase5-local.sh). What is new against
-# phase 5: weight averaging (--ema), which smooths the dev curve that swings by about a point between
-# evaluations, longer runs (phase 5's best checkpoint was at its last evaluations) and more seeds.
-# Usage: bash training/plans/phase6-local.sh BASE RUNS LOGS
+# Phase 6, SST-2 Skim-LSTM variants on the 2-core development CPU, two at a time (one core each), in the
+# project's venv with the train extra. Base: the SST-2 LSTM the published sst2-skim came from (sst2-l5t-lr5,
+# phase5-local.sh), or that sst2-skim run itself, continued (CONT). New against phase 5, as on IMDb in
+# phase6.sh: weight averaging (--ema, with warmup on fresh runs) and straight-through Gumbel-softmax
+# (--hard-gumbel); the IMDb run that continued a skim run with both was the best on dev.
+# Usage: bash training/plans/phase6-local.sh BASE CONT RUNS LOGS
 set -u
-BASE=${1:?BASE}; RUNS=${2:?RUNS}; LOGS=${3:?LOGS}; mkdir -p "$RUNS" "$LOGS"
+BASE=${1:?BASE}; CONT=${2:?CONT}; RUNS=${3:?RUNS}; LOGS=${4:?LOGS}; mkdir -p "$RUNS" "$LOGS"
+python3 -c "import torch" || { echo "needs the train extra (torch): run in the project's venv" >&2; exit 1; }
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 skim() {  # skim NAME FLAGS...
   local n=$1; shift
@@ -14,12 +16,12 @@ skim() {  # skim NAME FLAGS...
     "$@" > "$LOGS/$n.log" 2>&1
 }
 pair() { skim "$1" ${2} & skim "$3" ${4} & wait; }   # pair NAME1 "FLAGS1" NAME2 "FLAGS2"
-pair sst2-s6skim-d10-g04-e999 "--d-small 10 --gamma 0.04 --ema 0.999" \
-     sst2-s6skim-d10-g04-e999-s2 "--d-small 10 --gamma 0.04 --ema 0.999 --seed 2"
-pair sst2-s6skim-d10-g04-s2 "--d-small 10 --gamma 0.04 --seed 2" \
-     sst2-s6skim-d10-g04-s3 "--d-small 10 --gamma 0.04 --seed 3"
-pair sst2-s6skim-d10-g05-e999 "--d-small 10 --gamma 0.05 --ema 0.999" \
-     sst2-s6skim-d15-g04-e999 "--d-small 15 --gamma 0.04 --ema 0.999"
-pair sst2-s6skim-d10-g04-e998-lr3 "--d-small 10 --gamma 0.04 --ema 0.998 --lr 3e-4" \
-     sst2-s6skim-d10-g04-e999-s3 "--d-small 10 --gamma 0.04 --ema 0.999 --seed 3"
+pair sst2-s6skim-cont-st-e999 "--init-from $CONT --gamma 0.04 --hard-gumbel --ema 0.999" \
+     sst2-s6skim-d10-g04-st-e999w "--d-small 10 --gamma 0.04 --hard-gumbel --ema 0.999 --ema-warmup"
+pair sst2-s6skim-cont-st-e999-s2 "--init-from $CONT --gamma 0.04 --hard-gumbel --ema 0.999 --seed 2" \
+     sst2-s6skim-d10-g04-e999w "--d-small 10 --gamma 0.04 --ema 0.999 --ema-warmup"
+pair sst2-s6skim-d10-g04-st "--d-small 10 --gamma 0.04 --hard-gumbel" \
+     sst2-s6skim-d10-g04-st-e999w-s2 "--d-small 10 --gamma 0.04 --hard-gumbel --ema 0.999 --ema-warmup --seed 2"
+pair sst2-s6skim-d10-g05-st-e999w "--d-small 10 --gamma 0.05 --hard-gumbel --ema 0.999 --ema-warmup" \
+     sst2-s6skim-d20-g04-st-e999w "--d-small 20 --gamma 0.04 --hard-gumbel --ema 0.999 --ema-warmup"
 python3 -m training.pick --top 3 "$RUNS"/sst2-s6skim-* 2>&1 >/dev/null | tee "$LOGS/summary.txt"
