@@ -67,3 +67,15 @@ def test_a_missed_skim_target_says_where_the_floor_was_applied():
     assert "where this model skims 50.5%" in text
     met = evaluate.comparison_text("sst2", "skim", {"accuracy": 0.86, "skim_rate": 0.6}, 0.87, 0.61)
     assert "targets met" in met and "skim floor" not in met
+
+
+def test_provenance_of_a_continued_skim_run_names_both_runs():
+    lstm = {"name": "imdb-lstm", "task": "classify", "family": "lstm", "dataset": "imdb", "base": None}
+    skim_run = {"name": "imdb-skim-a", "task": "classify", "family": "skim-lstm", "dataset": "imdb", "base": lstm}
+    man = {"family": "skim-lstm", "training": {"dataset": "imdb", "start_step": 1600, "base": skim_run}}
+    text = evaluate.provenance_text(man)
+    assert text == ("Continued from the Skim-LSTM run `imdb-skim-a` (all its weights; the Gumbel temperature "
+                    "schedule from its step 1600), whose big cell, embedding and head started from the trained "
+                    "LSTM `imdb-lstm`.")
+    man["training"]["base"] = lstm  # a skim run started from the LSTM itself
+    assert evaluate.provenance_text(man) == "Big cell, embedding and head started from the trained LSTM `imdb-lstm`."

@@ -139,10 +139,16 @@ def provenance_text(manifest: dict) -> str:
                 "on this dataset's training split, its vocabulary extended with the split's words (transfer from "
                 "another sentiment dataset; no dev or test text of this dataset was used)")
 
+    def from_lstm(lstm: dict) -> str:
+        inner = lstm.get("base")
+        itself = f", itself {transfer(inner)}" if inner and inner["dataset"] != t.get("dataset") else ""
+        return f"big cell, embedding and head started from the trained LSTM `{lstm['name']}`{itself}"
+
     if manifest["family"] != "lstm":
-        inner = base.get("base")
-        itself = f", itself {transfer(inner)}." if inner and inner["dataset"] != t.get("dataset") else "."
-        return f"Big cell, embedding and head started from the trained LSTM `{base['name']}`" + itself
+        if base.get("family") == "skim-lstm" and base.get("base"):  # a continued skim run (train.py --init-from)
+            return (f"Continued from the Skim-LSTM run `{base['name']}` (all its weights; the Gumbel temperature "
+                    f"schedule from its step {t.get('start_step', '?')}), whose {from_lstm(base['base'])}.")
+        return from_lstm(base)[0].upper() + from_lstm(base)[1:] + "."
     if base["task"] == "language-model":
         return (f"Started from `{base['name']}`, an LSTM language model pretrained on this dataset's training text "
                 "(training/pretrain_lm.py, Dai & Le 2015), then fine-tuned as a classifier.")

@@ -114,8 +114,8 @@ def base_record(base) -> dict:
     """What a fine-tuned model started from, kept in its manifest: the chain back to a from-scratch run stays
     traceable when the base itself is not shipped (a language model, an intermediate run)."""
     t = base.manifest.get("training", {})
-    return {"name": base.manifest["name"], "task": base.manifest["task"], "dataset": t.get("dataset"),
-            "weights_sha256": base.manifest["files"].get("weights.npz"), "command": t.get("command"),
+    return {"name": base.manifest["name"], "task": base.manifest["task"], "family": base.manifest.get("family"),
+            "dataset": t.get("dataset"), "weights_sha256": base.manifest["files"].get("weights.npz"), "command": t.get("command"),
             "base": t.get("base")}
 
 
@@ -340,6 +340,7 @@ def main(argv=None):
                      "hyperparameters": {k: v for k, v in vars(args).items() if k not in ("name", "out_dir", "device")},
                      "embeddings": embeddings_note(args),
                      "best_step": best[2], "dev_accuracy": best[0], "dev_skim_rate": best[3],
+                     **({"start_step": start_step} if continued else {}),
                      "device": str(device), "torch": torch.__version__, "python": platform.python_version(),
                      "seconds": round(run.elapsed(), 1),
                      "base": base_record(base) if args.init_from else None},
