@@ -76,8 +76,10 @@ def test_hard_gumbel_step_takes_whole_states():
     W = (torch.randn(G, d, dtype=torch.float64) * 0.3).requires_grad_()
     g = -torch.empty(B, 2, dtype=torch.float64).exponential_().log()
     m = torch.ones(B, 1, dtype=torch.float64)
-    step = lambda inv_tau, hard: torch_models.skim_step(pre, h, c, W, g, torch.tensor(inv_tau, dtype=torch.float64),  # noqa: E731
-                                                       m, d, ds, hard)
+
+    def step(inv_tau, hard):
+        return torch_models.skim_step(pre, h, c, W, g, torch.tensor(inv_tau, dtype=torch.float64), m, d, ds, hard)
+
     h_hard, c_hard, _ = step(1 / 0.7, True)
     h_limit, c_limit, _ = step(1e9, False)
     h_soft, _, _ = step(1 / 0.7, False)

@@ -148,7 +148,8 @@ def provenance_text(manifest: dict) -> str:
         if base.get("family") == "skim-lstm" and base.get("base"):  # a continued skim run (train.py --init-from)
             return (f"Continued from the Skim-LSTM run `{base['name']}` (all its weights; the Gumbel temperature "
                     f"schedule from its step {t.get('start_step', '?')}), whose {from_lstm(base['base'])}.")
-        return from_lstm(base)[0].upper() + from_lstm(base)[1:] + "."
+        text = from_lstm(base)
+        return text[0].upper() + text[1:] + "."
     if base["task"] == "language-model":
         return (f"Started from `{base['name']}`, an LSTM language model pretrained on this dataset's training text "
                 "(training/pretrain_lm.py, Dai & Le 2015), then fine-tuned as a classifier.")

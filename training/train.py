@@ -115,8 +115,8 @@ def base_record(base) -> dict:
     traceable when the base itself is not shipped (a language model, an intermediate run)."""
     t = base.manifest.get("training", {})
     return {"name": base.manifest["name"], "task": base.manifest["task"], "family": base.manifest.get("family"),
-            "dataset": t.get("dataset"), "weights_sha256": base.manifest["files"].get("weights.npz"), "command": t.get("command"),
-            "base": t.get("base")}
+            "dataset": t.get("dataset"), "weights_sha256": base.manifest["files"].get("weights.npz"),
+            "command": t.get("command"), "base": t.get("base")}
 
 
 class WeightAverage:
@@ -189,7 +189,8 @@ def main(argv=None):
                    help="skim: torch.compile the training step (auto: on CUDA); falls back to eager if it fails")
     p.add_argument("--tune-embeddings", action="store_true", help="default: GloVe rows frozen")
     p.add_argument("--max-len", type=int, default=0, help="training truncation (keep last N tokens); 0 = none")
-    p.add_argument("--max-steps", type=int, default=20000, help="a cap on the step count (a continued run starts at its base's step)")
+    p.add_argument("--max-steps", type=int, default=20000,
+                   help="a cap on the step count (a continued run starts at its base's step)")
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--patience", type=int, default=3000, help="stop when dev accuracy has not improved for N steps")
     p.add_argument("--min-skim", type=float, default=0.0,
