@@ -4,13 +4,8 @@
 # Usage: bash training/plans/phase5-local-b.sh RUNS LOGS
 set -u
 RUNS=${1:?RUNS}; LOGS=${2:?LOGS}; mkdir -p "$RUNS" "$LOGS"
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-skim() {  # skim NAME FLAGS...
-  local n=$1; shift
-  python3 -m training.train --device cpu --out-dir "$RUNS" --dataset sst2 --family skim --name "$n" \
-    --init-from "$RUNS/sst2-l5t-lr5" --eval-every 100 --lr 5e-4 --min-skim 0.5 --patience 4000 --time-budget 455 \
-    "$@" > "$LOGS/$n.log" 2>&1
-}
+source training/plans/local.sh
+skim() { local n=$1; shift; cpu_skim sst2 "$n" "$RUNS/sst2-l5t-lr5" 455 "$@"; }   # skim NAME FLAGS...
 skim sst2-s5skim-d10-g04 --d-small 10 --gamma 0.04
 skim sst2-s5skim-d20-g04-s2 --d-small 20 --gamma 0.04 --seed 2
 skim sst2-s5skim-d20-g03 --d-small 20 --gamma 0.03

@@ -5,18 +5,14 @@
 # Usage: bash training/plans/phase5-local.sh IMDB_LSTM RUNS LOGS
 set -u
 BASE=${1:?IMDB_LSTM}; RUNS=${2:?RUNS}; LOGS=${3:?LOGS}; mkdir -p "$RUNS" "$LOGS"
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+source training/plans/local.sh
 py() { python3 -m training.train --device cpu --out-dir "$RUNS" "$@"; }
 lstm() {  # lstm DS NAME FLAGS...
   local ds=$1 n=$2; shift 2
   py --dataset "$ds" --family lstm --name "$n" --init-from "$BASE" --tune-embeddings --dropout 0.5 --eval-every 100 \
     --patience 1500 --time-budget 200 "$@" > "$LOGS/$n.log" 2>&1
 }
-skim() {  # skim DS NAME BASE FLAGS...
-  local ds=$1 n=$2 b=$3; shift 3
-  py --dataset "$ds" --family skim --name "$n" --init-from "$b" --eval-every 100 --lr 5e-4 --min-skim 0.5 \
-    --patience 4000 --time-budget 455 "$@" > "$LOGS/$n.log" 2>&1
-}
+skim() { local ds=$1 n=$2 b=$3; shift 3; cpu_skim "$ds" "$n" "$b" 455 "$@"; }   # skim DS NAME BASE FLAGS...
 lstm sst2 sst2-l5t-lr3 --lr 3e-4 & lstm mr mr-l5t-lr10 --lr 1e-3 & wait
 lstm sst2 sst2-l5t-lr5 --lr 5e-4 & lstm mr mr-l5t-lr5 --lr 5e-4 & wait
 for ds in sst2 mr; do

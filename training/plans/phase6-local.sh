@@ -10,13 +10,8 @@
 set -u
 BASE=${1:?BASE}; CONT=${2:?CONT}; RUNS=${3:?RUNS}; LOGS=${4:?LOGS}; mkdir -p "$RUNS" "$LOGS"
 python3 -c "import torch" || { echo "needs the train extra (torch): run in the project's venv" >&2; exit 1; }
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-skim() {  # skim NAME FLAGS...
-  local n=$1; shift
-  python3 -m training.train --device cpu --out-dir "$RUNS" --dataset sst2 --family skim --name "$n" \
-    --init-from "$BASE" --eval-every 100 --lr 5e-4 --min-skim 0.5 --patience 4000 --time-budget 600 \
-    "$@" > "$LOGS/$n.log" 2>&1
-}
+source training/plans/local.sh
+skim() { local n=$1; shift; cpu_skim sst2 "$n" "$BASE" 600 "$@"; }   # skim NAME FLAGS...
 pair() { skim "$1" ${2} & skim "$3" ${4} & wait; }   # pair NAME1 "FLAGS1" NAME2 "FLAGS2"
 if [ "${STAGE:-a}" = a ]; then
   pair sst2-s6skim-cont-st-e999 "--init-from $CONT --gamma 0.04 --hard-gumbel --ema 0.999" \
