@@ -79,3 +79,14 @@ def test_provenance_of_a_continued_skim_run_names_both_runs():
                     "LSTM `imdb-lstm`.")
     man["training"]["base"] = lstm  # a skim run started from the LSTM itself
     assert evaluate.provenance_text(man) == "Big cell, embedding and head started from the trained LSTM `imdb-lstm`."
+
+
+def test_provenance_of_a_distilled_model_names_its_teachers_and_transfer_set():
+    lstm = {"name": "sst2-t1", "task": "classify", "family": "lstm", "dataset": "sst2", "base": None}
+    distill = {"dataset": "sst2", "weight": 1.0, "texts": "imdb-sentences.jsonl.gz", "sentences": 250000,
+               "ensemble_dev_accuracy": 0.8612, "teachers": [{"name": "sst2-t1"}, {"name": "sst2-t2"}]}
+    man = {"family": "skim-lstm", "training": {"dataset": "sst2", "base": lstm, "distill": distill}}
+    text = evaluate.provenance_text(man)
+    assert text.startswith("Big cell, embedding and head started from the trained LSTM `sst2-t1`. Distilled")
+    assert "2 SST-2 teachers (`sst2-t1`, `sst2-t2`; ensemble dev accuracy 86.12%)" in text
+    assert "`imdb-sentences.jsonl.gz` (250,000 unlabelled sentences" in text

@@ -124,8 +124,24 @@ DATASET_NAMES = {"imdb": "IMDb", "sst2": "SST-2", "mr": "MR"}
 
 
 def provenance_text(manifest: dict) -> str:
-    """Where the weights started, from the manifest's chain of base models (training.base): a shipped model
-    card must say when a model was not trained from scratch."""
+    """Where the weights started, from the manifest's chain of base models (training.base), and what taught
+    them when distilled (training.distill): a shipped model card must say when a model was not trained from
+    scratch on its own split alone."""
+    distill = distill_text(manifest.get("training", {}).get("distill"))
+    return start_text(manifest) + (" " + distill if distill else "")
+
+
+def distill_text(rec: dict | None) -> str:
+    if not rec:
+        return ""
+    names = ", ".join(f"`{t['name']}`" for t in rec["teachers"])
+    return (f"Distilled (train.py --distill, weight {rec['weight']:g}): besides its training split, each step also "
+            f"fitted the mean probabilities of {len(rec['teachers'])} {DATASET_NAMES.get(rec['dataset'], rec['dataset'])} "
+            f"teachers ({names}; ensemble dev accuracy {100 * rec['ensemble_dev_accuracy']:.2f}%) on a batch of "
+            f"`{rec['texts']}` ({rec['sentences']:,} unlabelled sentences, training/transfer_set.py).")
+
+
+def start_text(manifest: dict) -> str:
     t = manifest.get("training", {})
     base = t.get("base")
     if not base:

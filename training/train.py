@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import hashlib
 import math
 import platform
 import random
@@ -27,11 +28,13 @@ from service.tokenizer import TOKENIZER_NAME, tokenize
 
 from . import data
 from .runlog import LOG_FILE, RunLog
+from .teacher_labels import read_labelled
 from .torch_models import LSTMClassifier, SkimLSTMClassifier, lstm_from_weights, skim_loss, skim_step
 from .vocab import build_vocab, cached_vocab, extend_vocab
 
 
 def encode(examples, index, max_len):
+    """(token ids, label) per example; a label may be a class index or a probability vector (distillation)."""
     unk = index["<unk>"]
     out = []
     for ex in examples:
@@ -58,6 +61,32 @@ def batches(encoded, batch_size, rng: random.Random | None):
             for j, s_ in enumerate(seqs):
                 ids[j, :len(s_)] = torch.tensor(s_)
             yield ids, torch.tensor([len(s_) for s_ in seqs]), torch.tensor([encoded[i][1] for i in b])
+
+
+def endless(encoded, batch_size, rng: random.Random):
+    """Shuffled batches, epoch after epoch (the transfer set of a distilled run is consumed alongside train)."""
+    while True:
+        yield from batches(encoded, batch_size, rng)
+
+
+def soft_cross_entropy(logits, probs):
+    """Cross-entropy against a teacher's class probabilities (renormalised: the file rounds them)."""
+    probs = probs / probs.sum(-1, keepdim=True)
+    return -(probs * F.log_softmax(logits, -1)).sum(-1).mean()
+
+
+def load_distill(args, index):
+    """The teacher-labelled transfer set of --distill, encoded with this model's vocabulary, and its record."""
+    meta, texts, probs = read_labelled(args.distill)
+    if meta["dataset"] != args.dataset:
+        raise SystemExit(f"--distill {args.distill}: its teachers are {meta['dataset']} models, not {args.dataset}")
+    if args.limit:
+        texts, probs = texts[:args.limit], probs[:args.limit]
+    enc = encode([data.Example(t, [float(v) for v in pr]) for t, pr in zip(texts, probs)], index, args.max_len)
+    record = {**meta, "file": Path(args.distill).name,
+              "sha256": hashlib.sha256(Path(args.distill).read_bytes()).hexdigest(),
+              "sentences": len(enc), "weight": args.distill_weight, "batch_size": args.distill_batch}
+    return enc, record
 
 
 @torch.no_grad()
@@ -205,6 +234,12 @@ def main(argv=None):
     p.add_argument("--hard-gumbel", action="store_true",
                    help="skim: straight-through Gumbel-softmax (forward with the sampled hard decision, as "
                         "served; gradient of the soft weight); default: the soft mixture of the paper")
+    p.add_argument("--distill", default=None,
+                   help="a teacher-labelled transfer set (training/teacher_labels.py): every step also trains on a "
+                        "batch of it, loss += distill-weight * cross-entropy against the teachers' probabilities "
+                        "(+ the skim loss on it)")
+    p.add_argument("--distill-weight", type=float, default=1.0)
+    p.add_argument("--distill-batch", type=int, default=128)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
@@ -233,6 +268,7 @@ def main(argv=None):
                                                lambda: build_vocab([ex.text for ex in train]))
     index = {w: i for i, w in enumerate(vocab)}
     enc_train, enc_dev = encode(train, index, args.max_len), encode(dev, index, 0)
+    enc_distill, distill_record = load_distill(args, index) if args.distill else (None, None)
     emb_t = torch.tensor(emb)
     device = torch.device(args.device)
     base_lstm, start_step = None, 0
@@ -273,8 +309,9 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     log = run.log
     log({"event": "start", "args": vars(args), "train": len(train), "dev": len(dev), "vocab": vocab_stats,
-         "compiled_step": compiled, "start_step": start_step})
+         "compiled_step": compiled, "start_step": start_step, "distill": distill_record})
     rng = random.Random(args.seed)
+    distill_stream = endless(enc_distill, args.distill_batch, random.Random(args.seed + 1)) if enc_distill else None
     ema = WeightAverage(model, args.ema, args.ema_warmup) if args.ema else None
     run.stop_on_sigterm()
     best = (-1.0, None, start_step, 0.0)  # dev acc, state, step, skim
@@ -292,6 +329,12 @@ def main(argv=None):
             loss = F.cross_entropy(logits, labels)
             if aux is not None:
                 loss = loss + skim_loss(aux, args.gamma)
+            if distill_stream is not None:
+                d_ids, d_lengths, d_probs = next(distill_stream)
+                d_logits, d_aux = model(d_ids.to(device), d_lengths.to(device), tau=tau)
+                loss = loss + args.distill_weight * soft_cross_entropy(d_logits, d_probs.to(device))
+                if d_aux is not None:
+                    loss = loss + skim_loss(d_aux, args.gamma)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -342,6 +385,7 @@ def main(argv=None):
                      "embeddings": embeddings_note(args),
                      "best_step": best[2], "dev_accuracy": best[0], "dev_skim_rate": best[3],
                      **({"start_step": start_step} if continued else {}),
+                     **({"distill": distill_record} if distill_record else {}),
                      "device": str(device), "torch": torch.__version__, "python": platform.python_version(),
                      "seconds": round(run.elapsed(), 1),
                      "base": base_record(base) if args.init_from else None},
