@@ -24,6 +24,23 @@ lm() { timeout -k 20 "$(left)" python3 -m training.pretrain_lm "$@"; }
 name() { echo "${1%%|*}"; }      # "name|flags" specs
 flags() { echo "${1#*|}"; }
 
+fan_out() {  # fan_out RUNNER "COMMON FLAGS" SPEC...: RUNNER (py or lm) once per "name|flags" spec, all at once,
+  # each with --name NAME, the common flags, then its own (a later flag wins), logged to $LOGS/NAME.log
+  local run=$1 common=$2; shift 2
+  for spec in "$@"; do
+    $run --name "$(name "$spec")" $common $(flags "$spec") > "$LOGS/$(name "$spec").log" 2>&1 &
+  done
+  wait
+}
+
+summary_and_pack() {  # summary_and_pack N GLOB LABEL: the summary, then pack the dev-best N runs of GLOB
+  # (training.pick: its ranking in $LOGS/LABEL-pick.txt, printed too)
+  local n=$1 glob=$2 label=$3
+  summary
+  pack $(python3 -m training.pick --top "$n" $glob 2> "$LOGS/$label-pick.txt" | xargs -n1 basename)
+  cat "$LOGS/$label-pick.txt"
+}
+
 summary() {  # one line per run: dev accuracy / perplexity / skim of its best checkpoint
   echo "== done at ${SECONDS}s"
   for f in "$RUNS"/*/manifest.json; do

@@ -21,11 +21,7 @@ if [ "$STAGE" = lmcls ]; then
     "imdb-lm5-c|--batch-size 128 --lr 3e-3 --dropout 0.3"
     "imdb-lm5-d|--batch-size 256 --lr 4e-3 --dropout 0.25"
   )
-  for spec in "${LMS[@]}"; do
-    lm --dataset imdb --name "$(name "$spec")" --d 100 $C --eval-every 250 --patience 100000 \
-      --time-budget "$LM_S" $(flags "$spec") > "$LOGS/$(name "$spec").log" 2>&1 &
-  done
-  wait
+  fan_out lm "--dataset imdb --d 100 $C --eval-every 250 --patience 100000 --time-budget $LM_S" "${LMS[@]}"
   ranked=$(python3 -m training.pick --by perplexity --top 2 $(runs_of "imdb-lm5-*") 2> "$LOGS/lm-pick.txt"); cat "$LOGS/lm-pick.txt"
   best=$(echo "$ranked" | sed -n 1p); second=$(echo "$ranked" | sed -n 2p)
   cls() {  # cls NAME LM FLAGS...
@@ -52,13 +48,7 @@ elif [ "$STAGE" = skim ]; then
     "imdb-s5skim-g04|--gamma 0.04"
     "imdb-s5skim-g03-l400|--gamma 0.03 --max-len 400 --batch-size 128"
   )
-  for spec in "${IMDB_SKIMS[@]}"; do
-    py --dataset imdb --family skim --name "$(name "$spec")" --init-from "$base" $C --eval-every 100 --d-small 10 \
-      --batch-size 256 --lr 1e-3 --max-len 256 --min-skim 0.75 --patience 4000 --time-budget $(( $(left) - 25 )) \
-      $(flags "$spec") > "$LOGS/$(name "$spec").log" 2>&1 &
-  done
-  wait
-  summary
-  pack $(python3 -m training.pick --top 3 "$RUNS"/imdb-s5skim-* 2> "$LOGS/imdb-skim-pick.txt" | xargs -n1 basename)
-  cat "$LOGS/imdb-skim-pick.txt"
+  fan_out py "--dataset imdb --family skim --init-from $base $C --eval-every 100 --d-small 10 --batch-size 256 \
+    --lr 1e-3 --max-len 256 --min-skim 0.75 --patience 4000 --time-budget $(( $(left) - 25 ))" "${IMDB_SKIMS[@]}"
+  summary_and_pack 3 "$RUNS/imdb-s5skim-*" imdb-skim
 fi

@@ -24,12 +24,6 @@ else
   SKIMS=(${SKIMS_B:?SKIMS_B: space-separated name|flags specs, flags joined by commas})
   SKIMS=("${SKIMS[@]//,/ }")
 fi
-for spec in "${SKIMS[@]}"; do
-  py --dataset imdb --family skim --name "$(name "$spec")" --init-from "$BASE" $C --eval-every 100 --d-small 10 \
-    --batch-size 256 --gamma 0.03 --max-len 256 --min-skim 0.75 --patience 4000 --time-budget $(( $(left) - 25 )) \
-    $(flags "$spec") > "$LOGS/$(name "$spec").log" 2>&1 &
-done
-wait
-summary
-pack $(python3 -m training.pick --top 3 "$RUNS"/imdb-s6skim-* 2> "$LOGS/imdb-skim-pick.txt" | xargs -n1 basename)
-cat "$LOGS/imdb-skim-pick.txt"
+fan_out py "--dataset imdb --family skim --init-from $BASE $C --eval-every 100 --d-small 10 --batch-size 256 \
+  --gamma 0.03 --max-len 256 --min-skim 0.75 --patience 4000 --time-budget $(( $(left) - 25 ))" "${SKIMS[@]}"
+summary_and_pack 3 "$RUNS/imdb-s6skim-*" imdb-skim

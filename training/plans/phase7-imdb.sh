@@ -19,13 +19,6 @@ STUDENTS=(
   "imdb-s7kd-w05|$R --distill-weight 0.5"
   "imdb-s7kd-w1-b256|$R --distill-batch 256"
 )
-budget=$(( $(left) - 25 ))
-for spec in "${STUDENTS[@]}"; do
-  py --dataset imdb --family skim --name "$(name "$spec")" --init-from "$B/imdb-skim" $C --eval-every 100 \
-    --batch-size 256 --gamma 0.03 --max-len 256 --min-skim 0.75 --patience 4000 --time-budget $budget \
-    $(flags "$spec") > "$LOGS/$(name "$spec").log" 2>&1 &
-done
-wait
-summary
-pack $(python3 -m training.pick --top 3 "$RUNS"/imdb-s7kd-* 2> "$LOGS/imdb-skim-pick.txt" | xargs -n1 basename)
-cat "$LOGS/imdb-skim-pick.txt"
+fan_out py "--dataset imdb --family skim --init-from $B/imdb-skim $C --eval-every 100 --batch-size 256 --gamma 0.03 \
+  --max-len 256 --min-skim 0.75 --patience 4000 --time-budget $(( $(left) - 25 ))" "${STUDENTS[@]}"
+summary_and_pack 3 "$RUNS/imdb-s7kd-*" imdb-skim

@@ -16,11 +16,9 @@ TEXTS=${TEXTS:-.carry/transfer/imdb-sentences.jsonl.gz}
 TEACHER_S=${TEACHER_S:-100}
 LABELS=$RUNS/sst2-teachers.jsonl.gz
 
-for s in 1 2 3 4 5 6 7 8; do
-  py --dataset sst2 --family lstm --name sst2-t7-s$s --init-from "$BASE" $C --tune-embeddings --dropout 0.5 \
-    --eval-every 100 --patience 1500 --lr 5e-4 --seed $s --time-budget "$TEACHER_S" > "$LOGS/sst2-t7-s$s.log" 2>&1 &
-done
-wait
+TEACHERS=(); for s in 1 2 3 4 5 6 7 8; do TEACHERS+=("sst2-t7-s$s|--seed $s"); done
+fan_out py "--dataset sst2 --family lstm --init-from $BASE $C --tune-embeddings --dropout 0.5 --eval-every 100 \
+  --patience 1500 --lr 5e-4 --time-budget $TEACHER_S" "${TEACHERS[@]}"
 timeout -k 20 "$(left)" python3 -m training.teacher_labels --dataset sst2 --data-dir .carry/data --texts "$TEXTS" \
   --out "$LABELS" "$RUNS"/sst2-t7-s* 2>&1 | tee "$LOGS/teacher-labels.log"
 TEACHER=$(python3 -m training.pick "$RUNS"/sst2-t7-s* 2> "$LOGS/teacher-pick.txt")
@@ -35,16 +33,12 @@ STUDENTS=(
   "sst2-s7kd-w1-s2|$R --seed 2"
 )
 budget=$(( $(left) - 25 ))
-for spec in "${STUDENTS[@]}"; do
-  py --dataset sst2 --family skim --name "$(name "$spec")" --init-from "$TEACHER" $C --eval-every 100 --lr 5e-4 \
-    --min-skim 0.5 --patience 4000 --time-budget $budget --distill "$LABELS" $(flags "$spec") \
-    > "$LOGS/$(name "$spec").log" 2>&1 &
-done
-for spec in "sst2-l7kd-w1|$TEACHER" "sst2-l7kd-w1-imdb|$BASE"; do  # distilled LSTMs: from the teacher, and from IMDb's
-  py --dataset sst2 --family lstm --name "$(name "$spec")" --init-from "$(flags "$spec")" $C --tune-embeddings \
-    --dropout 0.5 --eval-every 100 --patience 3000 --lr 5e-4 --ema 0.999 --ema-warmup --time-budget $budget \
-    --distill "$LABELS" > "$LOGS/$(name "$spec").log" 2>&1 &
-done
+fan_out py "--dataset sst2 --family skim --init-from $TEACHER $C --eval-every 100 --lr 5e-4 --min-skim 0.5 \
+  --patience 4000 --time-budget $budget --distill $LABELS" "${STUDENTS[@]}" &
+# distilled LSTMs: from the teacher, and from IMDb's
+fan_out py "--dataset sst2 --family lstm $C --tune-embeddings --dropout 0.5 --eval-every 100 --patience 3000 \
+  --lr 5e-4 --ema 0.999 --ema-warmup --time-budget $budget --distill $LABELS" \
+  "sst2-l7kd-w1|--init-from $TEACHER" "sst2-l7kd-w1-imdb|--init-from $BASE" &
 wait
 summary
 pack $(python3 -m training.pick --top 3 "$RUNS"/sst2-s7kd-* 2> "$LOGS/skim-pick.txt" | xargs -n1 basename) \
