@@ -97,3 +97,12 @@ def test_a_set_labelled_for_another_dataset_or_unlabelled_is_refused(distilled, 
         train.main(["--dataset", "mr", *args, "--distill", str(labelled)])
     with pytest.raises(ValueError, match="no meta line"):
         train.main(["--dataset", "sst2", *args, "--distill", str(out / "texts.jsonl.gz")])
+
+
+def test_teachers_of_another_dataset_are_refused(distilled, tmp_path):
+    out, _ = distilled
+    from training import teacher_labels
+
+    with pytest.raises(SystemExit, match="not a mr classifier"):
+        teacher_labels.main(["--dataset", "mr", "--texts", str(out / "texts.jsonl.gz"), "--out", str(tmp_path / "x.gz"),
+                             "--device", "cpu", str(out / "teacher-1")])

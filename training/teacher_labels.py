@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from service.artifacts import load_artifact
 from service.tokenizer import tokenize
@@ -47,7 +48,7 @@ def read_labelled(path) -> tuple[dict, list[str], np.ndarray]:
 
 
 @torch.no_grad()
-def predict(artifact, texts: list[str], device, batch_size: int = 512) -> np.ndarray:
+def predict(artifact, texts: list[str], device, batch_size: int = 512, desc: str | None = None) -> np.ndarray:
     """Class probabilities (N, labels) of one artifact, in the texts' order (batched by length)."""
     model = from_artifact(artifact).to(device)
     index = {w: i for i, w in enumerate(artifact.vocab)}
@@ -56,7 +57,8 @@ def predict(artifact, texts: list[str], device, batch_size: int = 512) -> np.nda
     threshold = float(artifact.manifest.get("default_threshold", 0.5))
     out = np.zeros((len(texts), len(artifact.manifest["labels"])), dtype=np.float32)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    for s in range(0, len(order), batch_size):
+    starts = range(0, len(order), batch_size)
+    for s in tqdm(starts, desc=desc, mininterval=5, disable=desc is None):
         b = order[s:s + batch_size]
         T = max(len(ids[i]) for i in b)
         x = torch.zeros(len(b), T, dtype=torch.long)
@@ -93,7 +95,7 @@ def main(argv=None):
         if art.manifest["task"] != "classify" or art.manifest["training"].get("dataset") != args.dataset:
             raise SystemExit(f"{path}: not a {args.dataset} classifier")
         dev_p = predict(art, dev_texts, device)
-        probs = predict(art, texts, device)
+        probs = predict(art, texts, device, desc=art.manifest["name"])
         total = probs if total is None else total + probs
         dev_total = dev_p if dev_total is None else dev_total + dev_p
         teachers.append({"name": art.manifest["name"], "family": art.manifest["family"],

@@ -18,6 +18,8 @@ import random
 import re
 from pathlib import Path
 
+from tqdm import tqdm
+
 from service.tokenizer import tokenize
 
 from . import data
@@ -58,7 +60,8 @@ def main(argv=None):
     if args.min_tokens < 1 or args.max_tokens < args.min_tokens:
         raise SystemExit("need 1 <= --min-tokens <= --max-tokens")
     reviews = data.load(args.source, "train", args.data_dir)
-    out = build((ex.text for ex in reviews), args.min_tokens, args.max_tokens, args.max, args.seed)
+    texts = tqdm((ex.text for ex in reviews), total=len(reviews), desc="reviews", mininterval=5)
+    out = build(texts, args.min_tokens, args.max_tokens, args.max, args.seed)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(args.out, "wt", encoding="utf-8") as f:
         for s in out:
