@@ -106,3 +106,15 @@ def test_teachers_of_another_dataset_are_refused(distilled, tmp_path):
     with pytest.raises(SystemExit, match="not a mr classifier"):
         teacher_labels.main(["--dataset", "mr", "--texts", str(out / "texts.jsonl.gz"), "--out", str(tmp_path / "x.gz"),
                              "--device", "cpu", str(out / "teacher-1")])
+
+
+def test_an_empty_labelled_set_is_refused_not_looped_on(tmp_path):
+    from training import train
+
+    empty = tmp_path / "empty.jsonl.gz"
+    with gzip.open(empty, "wt") as f:
+        f.write(json.dumps({"meta": {"dataset": "sst2", "sentences": 0, "teachers": []}}) + "\n")
+    require_dataset("sst2", "dev")
+    with pytest.raises(SystemExit, match="no labelled sentences"):
+        train.main(["--dataset", "sst2", "--out-dir", str(tmp_path), "--limit", "50", "--device", "cpu",
+                    "--family", "lstm", "--name", "x", "--d", "16", "--max-steps", "1", "--distill", str(empty)])

@@ -41,8 +41,8 @@ def read_labelled(path) -> tuple[dict, list[str], np.ndarray]:
         if "meta" not in first:
             raise ValueError(f"{path}: not a teacher-labelled set (no meta line); see training/teacher_labels.py")
         rows = [json.loads(line) for line in f]
-    probs = np.asarray([r["probs"] for r in rows], dtype=np.float32)
-    if len(rows) != first["meta"]["sentences"] or probs.ndim != 2:
+    probs = np.asarray([r["probs"] for r in rows], dtype=np.float32).reshape(len(rows), -1 if rows else 0)
+    if len(rows) != first["meta"]["sentences"]:
         raise ValueError(f"{path}: {len(rows)} rows against the {first['meta']['sentences']} its meta line states")
     return first["meta"], [r["text"] for r in rows], probs
 

@@ -82,6 +82,8 @@ def load_distill(args, index):
         raise SystemExit(f"--distill {args.distill}: its teachers are {meta['dataset']} models, not {args.dataset}")
     if args.limit:
         texts, probs = texts[:args.limit], probs[:args.limit]
+    if not texts:
+        raise SystemExit(f"--distill {args.distill}: no labelled sentences")
     enc = encode([data.Example(t, [float(v) for v in pr]) for t, pr in zip(texts, probs)], index, args.max_len)
     record = {**meta, "file": Path(args.distill).name,
               "sha256": hashlib.sha256(Path(args.distill).read_bytes()).hexdigest(),
