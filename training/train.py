@@ -27,6 +27,7 @@ from service.artifacts import load_artifact, write_artifact
 from service.tokenizer import TOKENIZER_NAME, tokenize
 
 from . import data
+from .encoding import padded, token_ids
 from .runlog import LOG_FILE, RunLog
 from .teacher_labels import read_labelled
 from .torch_models import LSTMClassifier, SkimLSTMClassifier, lstm_from_weights, skim_loss, skim_step
@@ -35,10 +36,9 @@ from .vocab import build_vocab, cached_vocab, extend_vocab
 
 def encode(examples, index, max_len):
     """(token ids, label) per example; a label may be a class index or a probability vector (distillation)."""
-    unk = index["<unk>"]
     out = []
     for ex in examples:
-        ids = [index.get(t, unk) for t in tokenize(ex.text)] or [unk]
+        ids = token_ids(tokenize(ex.text), index)
         out.append((ids[-max_len:] if max_len else ids, ex.label))  # keep the end: the classifier reads the last state
     return out
 
@@ -55,12 +55,8 @@ def batches(encoded, batch_size, rng: random.Random | None):
         if rng:
             rng.shuffle(bs)
         for b in bs:
-            seqs = [encoded[i][0] for i in b]
-            T = max(map(len, seqs))
-            ids = torch.zeros(len(b), T, dtype=torch.long)
-            for j, s_ in enumerate(seqs):
-                ids[j, :len(s_)] = torch.tensor(s_)
-            yield ids, torch.tensor([len(s_) for s_ in seqs]), torch.tensor([encoded[i][1] for i in b])
+            ids, lengths = padded([encoded[i][0] for i in b])
+            yield ids, lengths, torch.tensor([encoded[i][1] for i in b])
 
 
 def endless(encoded, batch_size, rng: random.Random):
