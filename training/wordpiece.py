@@ -5,6 +5,10 @@ package tokenizes exactly as the teacher's own tokenizer.json does; tests/test_m
 against `tokenizers` on real sentences. Steps as BERT's BasicTokenizer + WordpieceTokenizer: drop control
 characters, lower-case, strip accents, split on whitespace and punctuation (CJK characters alone), then
 greedy longest-match-first word pieces, [UNK] for a word with no split or longer than 100 characters.
+Where `tokenizers` (Rust) departs from Google's Python BERT, this follows `tokenizers`: private-use characters
+(Co) are dropped, lower-casing is per character (no final-sigma rule), and the CJK Extension E block is taken
+from U+2B920. Known remaining difference: characters added or recategorised after the Unicode version of
+`tokenizers`' tables (e.g. Unicode 14's new punctuation and marks) follow Python's unicodedata instead.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ def _is_punctuation(ch: str) -> bool:
 
 def _is_cjk(cp: int) -> bool:
     return (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2A6DF
-            or 0x2A700 <= cp <= 0x2B73F or 0x2B740 <= cp <= 0x2B81F or 0x2B820 <= cp <= 0x2CEAF
+            or 0x2A700 <= cp <= 0x2B73F or 0x2B740 <= cp <= 0x2B81F or 0x2B920 <= cp <= 0x2CEAF  # 0x2B920: as `tokenizers`
             or 0xF900 <= cp <= 0xFAFF or 0x2F800 <= cp <= 0x2FA1F)
 
 
@@ -33,7 +37,7 @@ def basic_words(text: str) -> list[str]:
     chars = []
     for ch in text:
         cp = ord(ch)
-        if cp == 0 or cp == 0xFFFD or (unicodedata.category(ch) in ("Cc", "Cf") and ch not in "\t\n\r"):
+        if cp == 0 or cp == 0xFFFD or (unicodedata.category(ch) in ("Cc", "Cf", "Co") and ch not in "\t\n\r"):
             continue
         if ch in " \t\n\r" or unicodedata.category(ch) == "Zs":
             chars.append(" ")
@@ -42,7 +46,8 @@ def basic_words(text: str) -> list[str]:
         else:
             chars.append(ch)
     words = []
-    for word in "".join(chars).lower().split():
+    # per character, as `tokenizers` lower-cases (str.lower() would turn a word-final Σ into ς, not σ)
+    for word in "".join(c.lower() for c in chars).split():
         word = "".join(c for c in unicodedata.normalize("NFD", word) if unicodedata.category(c) != "Mn")
         current = ""
         for c in word:
@@ -71,6 +76,12 @@ class WordPiece:
     def _pieces(self, word: str) -> tuple[int, ...]:
         if len(word) > MAX_WORD_CHARS:
             return (self.unk,)
+        out, covered = self._greedy(word)
+        return tuple(out) if covered else (self.unk,)
+
+    def _greedy(self, word: str) -> tuple[list[int], bool]:
+        """The greedy longest-match-first pieces of a word and whether they cover it; when not, the pieces
+        matched before the walk got stuck (the word is then [UNK])."""
         out, start = [], 0
         while start < len(word):
             end, found = len(word), None
@@ -81,10 +92,20 @@ class WordPiece:
                     break
                 end -= 1
             if found is None:
-                return (self.unk,)
+                return out, False
             out.append(found)
             start = end
-        return tuple(out)
+        return out, True
+
+    def used(self, text: str) -> set[int]:
+        """[CLS], [SEP], [UNK], [PAD] and every piece the greedy walk matches on this text, also within words that
+        end up [UNK]: a vocabulary pruned to these pieces tokenizes the text exactly as this one does (keeping
+        only the pieces of the output would let a pruned vocabulary split a word that is [UNK] here)."""
+        out = {self.cls, self.sep, self.unk, self.pad}
+        for w in basic_words(text):
+            if len(w) <= MAX_WORD_CHARS:
+                out.update(self._greedy(w)[0])
+        return out
 
     def encode(self, text: str, max_len: int = 128) -> list[int]:
         """[CLS] pieces [SEP], the pieces cut to max_len - 2."""
