@@ -155,6 +155,9 @@ def load(folder: Path, labels: int = 2) -> tuple[MiniLMClassifier, WordPiece, di
     model = MiniLMClassifier(len(vocab), labels)
     with np.load(folder / "weights.npz", allow_pickle=False) as z:
         state = {k: torch.from_numpy(z[k].astype(np.float32)) for k in z.files}
+    if set(state) != set(meta["shapes"]):
+        raise ValueError(f"{folder}: weights.npz holds {sorted(set(state) ^ set(meta['shapes']))} "
+                         f"against meta.json's list")
     for k, shape in meta["shapes"].items():
         if list(state[k].shape) != shape:
             raise ValueError(f"{folder}: {k} has shape {list(state[k].shape)}, meta.json says {shape}")

@@ -149,7 +149,7 @@ def main(argv=None):
             "ensemble": "mean of the teachers' probabilities", "teacher_source": minilm_meta["source"],
             "ensemble_dev_accuracy": round(accuracy(dev_probs, dev_labels), 4),
             "texts": Path(args.texts).name, "texts_sha256": hashlib.sha256(Path(args.texts).read_bytes()).hexdigest(),
-            "sentences": len(texts), "mean_confidence": round(float(probs.max(-1).mean()), 4)}
+            "sentences": len(texts), **({"texts_limit": args.limit} if args.limit else {}), "mean_confidence": round(float(probs.max(-1).mean()), 4)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(args.out, "wt", encoding="utf-8") as f:
         f.write(json.dumps({"meta": meta}) + "\n")
