@@ -103,3 +103,14 @@ def test_provenance_names_transformer_teachers_as_training_time_only():
     # LSTM teachers get no such note
     distill["teachers"] = [{"name": "sst2-t1", "family": "lstm"}]
     assert "Transformer" not in evaluate.provenance_text(man)
+
+
+def test_readme_quotes_the_cards_table_as_committed():
+    """README's models table is cards_table's output over the shipped cards: a republished model without
+    a README update fails here."""
+    from pathlib import Path
+
+    from training import cards_table
+
+    root = Path(__file__).resolve().parent.parent
+    assert cards_table.table(root / "models") in (root / "README.md").read_text(encoding="utf-8")
