@@ -145,13 +145,20 @@ def prepare(out: Path, texts: list[str]) -> dict:
     return meta
 
 
+def load_tokenizer(folder: Path) -> tuple[WordPiece, dict]:
+    """(tokenizer, meta) of a prepared folder, without reading its weights."""
+    folder = Path(folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    return WordPiece((folder / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]), meta
+
+
 def load(folder: Path, labels: int = 2) -> tuple[MiniLMClassifier, WordPiece, dict]:
     """(model with the pretrained encoder and a fresh head, tokenizer, meta) from a prepared folder."""
     folder = Path(folder)
-    meta = json.loads((folder / "meta.json").read_text())
+    tok, meta = load_tokenizer(folder)
     if hashlib.sha256((folder / "weights.npz").read_bytes()).hexdigest() != meta["weights_sha256"]:
         raise ValueError(f"{folder}/weights.npz: SHA-256 differs from meta.json")
-    vocab = (folder / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    vocab = tok.vocab
     model = MiniLMClassifier(len(vocab), labels)
     with np.load(folder / "weights.npz", allow_pickle=False) as z:
         state = {k: torch.from_numpy(z[k].astype(np.float32)) for k in z.files}
@@ -167,7 +174,7 @@ def load(folder: Path, labels: int = 2) -> tuple[MiniLMClassifier, WordPiece, di
     model.load_state_dict(state, strict=False)
     nn.init.normal_(model.head.weight, std=0.02)
     nn.init.zeros_(model.head.bias)
-    return model, WordPiece(vocab), meta
+    return model, tok, meta
 
 
 def main(argv=None):

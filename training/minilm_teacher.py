@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import data
-from .minilm import load
+from .minilm import load, load_tokenizer
 from .teacher_labels import accuracy, read_texts
 
 
@@ -121,7 +121,7 @@ def main(argv=None):
     texts = read_texts(args.texts)[:args.limit or None]
     if not texts:
         raise SystemExit(f"{args.texts}: no texts")
-    _, tok, minilm_meta = load(args.minilm)
+    tok, minilm_meta = load_tokenizer(args.minilm)
     encode = lambda split: [(tok.encode(ex.text), ex.label) for ex in data.load(args.dataset, split, args.data_dir)]
     train, dev = encode("train")[:args.limit or None], encode("dev")
     seqs = [tok.encode(t) for t in texts]
