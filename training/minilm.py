@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from .wordpiece import WordPiece
 
@@ -129,7 +130,7 @@ def prepare(out: Path, texts: list[str]) -> dict:
     arrays = read_safetensors(raw)
     tok = WordPiece(vocab)
     used = {tok.cls, tok.sep, tok.unk, tok.pad}
-    for t in texts:
+    for t in tqdm(texts, desc="word pieces", mininterval=5):
         used |= tok.used(t)
     keep = sorted(used)
     weights = {ours: arrays[theirs] for ours, theirs in _hf_names().items()}
