@@ -13,12 +13,8 @@ the d=100 Skim-LSTM on GloVe 50d vectors that the runtime serves. Each teacher: 
 from __future__ import annotations
 
 import argparse
-import gzip
-import hashlib
-import json
 import random
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,7 +23,7 @@ from tqdm import tqdm
 
 from . import data
 from .minilm import load, load_tokenizer
-from .teacher_labels import accuracy, read_texts
+from .teacher_labels import accuracy, read_texts, write_labelled
 
 
 def batch_tensors(seqs: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,8 +51,8 @@ def predict(model, seqs, pad, device, batch_size=512, desc=None) -> np.ndarray:
     return out
 
 
-def fine_tune(args, seed: int, lr: float, train, dev, device) -> tuple[torch.nn.Module, dict]:
-    """One teacher: the dev-best state of a fine-tuning run, and its record."""
+def fine_tune(args, seed: int, lr: float, train, dev, device) -> tuple[torch.nn.Module, dict, np.ndarray]:
+    """One teacher: the dev-best state of a fine-tuning run, its record, and its dev probabilities."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     model, tok, _ = load(args.minilm, labels=len(data.LABELS))
@@ -68,7 +64,8 @@ def fine_tune(args, seed: int, lr: float, train, dev, device) -> tuple[torch.nn.
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
     best = {"dev_accuracy": -1.0, "step": 0}
-    best_state, step, t0 = None, 0, time.time()
+    best_state, best_dev_p, step, t0 = None, None, 0, time.time()
+    dev_seqs, dev_labels = [x for x, _ in dev], [l for _, l in dev]
     bar = tqdm(total=total, desc=f"teacher lr {lr:g} seed {seed}", mininterval=5)
     for _ in range(args.epochs):
         order = list(range(len(train)))
@@ -88,14 +85,16 @@ def fine_tune(args, seed: int, lr: float, train, dev, device) -> tuple[torch.nn.
             step += 1
             bar.update()
             if step % args.eval_every == 0 or step == total:
-                acc = accuracy(predict(model, [x for x, _ in dev], tok.pad, device), [l for _, l in dev])
+                dev_p = predict(model, dev_seqs, tok.pad, device)
+                acc = accuracy(dev_p, dev_labels)
                 print(f"lr {lr:g} seed {seed} step {step} loss {loss.item():.4f} dev {acc:.4f}", flush=True)
                 if acc > best["dev_accuracy"]:
                     best = {"dev_accuracy": round(acc, 4), "step": step}
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    best_dev_p = dev_p
     bar.close()
     model.load_state_dict(best_state)
-    return model, {**best, "seconds": round(time.time() - t0, 1)}
+    return model, {**best, "seconds": round(time.time() - t0, 1)}, best_dev_p
 
 
 def main(argv=None):
@@ -132,8 +131,7 @@ def main(argv=None):
             print(f"time budget: stopping after {len(teachers)} teachers", flush=True)
             break
         t_teacher = time.time()
-        model, record = fine_tune(args, seed, lr, train, dev, device)
-        dev_p = predict(model, [x for x, _ in dev], tok.pad, device)
+        model, record, dev_p = fine_tune(args, seed, lr, train, dev, device)
         probs = predict(model, seqs, tok.pad, device, batch_size=1024, desc=f"label lr {lr:g} seed {seed}")
         total = probs if total is None else total + probs
         dev_total = dev_p if dev_total is None else dev_total + dev_p
@@ -143,20 +141,9 @@ def main(argv=None):
         last = time.time() - t_teacher
         print(f"teacher lr {lr:g} seed {seed}: dev {record['dev_accuracy']:.4f} (step {record['step']}), "
               f"{last:.0f} s with labelling", flush=True)
-    probs, dev_probs = total / len(teachers), dev_total / len(teachers)
-    dev_labels = [l for _, l in dev]
-    meta = {"dataset": args.dataset, "teachers": teachers,
-            "ensemble": "mean of the teachers' probabilities", "teacher_source": minilm_meta["source"],
-            "ensemble_dev_accuracy": round(accuracy(dev_probs, dev_labels), 4),
-            "texts": Path(args.texts).name, "texts_sha256": hashlib.sha256(Path(args.texts).read_bytes()).hexdigest(),
-            "sentences": len(texts), **({"texts_limit": args.limit} if args.limit else {}), "mean_confidence": round(float(probs.max(-1).mean()), 4)}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(args.out, "wt", encoding="utf-8") as f:
-        f.write(json.dumps({"meta": meta}) + "\n")
-        for s, pr in zip(texts, probs):
-            f.write(json.dumps({"text": s, "probs": [round(float(v), 5) for v in pr]}) + "\n")
-    print(f"wrote {args.out}: {len(texts)} sentences, ensemble of {len(teachers)} dev {meta['ensemble_dev_accuracy']:.4f}")
-
+    extra = {"teacher_source": minilm_meta["source"], **({"texts_limit": args.limit} if args.limit else {})}
+    write_labelled(args.out, args.dataset, teachers, args.texts, texts, total / len(teachers),
+                   dev_total / len(teachers), [l for _, l in dev], **extra)
 
 if __name__ == "__main__":
     main()

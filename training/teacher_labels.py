@@ -70,6 +70,23 @@ def accuracy(probs: np.ndarray, labels) -> float:
     return float((probs.argmax(-1) == np.asarray(labels)).mean())
 
 
+def write_labelled(out, dataset: str, teachers: list[dict], texts_file, texts: list[str], probs: np.ndarray,
+                   dev_probs: np.ndarray, dev_labels, **extra) -> dict:
+    """Write the ensemble's labels in the format read_labelled reads (the meta line first); returns the meta.
+    `extra` adds fields to the meta (e.g. where the teachers came from)."""
+    meta = {"dataset": dataset, "teachers": teachers, "ensemble": "mean of the teachers' probabilities",
+            "ensemble_dev_accuracy": round(accuracy(dev_probs, dev_labels), 4),
+            "texts": Path(texts_file).name, "texts_sha256": hashlib.sha256(Path(texts_file).read_bytes()).hexdigest(),
+            "sentences": len(texts), "mean_confidence": round(float(probs.max(-1).mean()), 4), **extra}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(out, "wt", encoding="utf-8") as f:
+        f.write(json.dumps({"meta": meta}) + "\n")
+        for s, pr in zip(texts, probs):
+            f.write(json.dumps({"text": s, "probs": [round(float(v), 5) for v in pr]}) + "\n")
+    print(f"wrote {out}: {len(texts)} sentences, ensemble of {len(teachers)} dev {meta['ensemble_dev_accuracy']:.4f}")
+    return meta
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("teachers", nargs="+", help="classify artifact folders")
@@ -100,17 +117,8 @@ def main(argv=None):
                          "weights_sha256": art.manifest["files"]["weights.npz"],
                          "dev_accuracy": round(accuracy(dev_p, dev_labels), 4)})
         print(f"teacher {art.manifest['name']}: dev {teachers[-1]['dev_accuracy']:.4f}", flush=True)
-    probs, dev_probs = total / len(teachers), dev_total / len(teachers)
-    meta = {"dataset": args.dataset, "teachers": teachers, "ensemble": "mean of the teachers' probabilities",
-            "ensemble_dev_accuracy": round(accuracy(dev_probs, dev_labels), 4),
-            "texts": Path(args.texts).name, "texts_sha256": hashlib.sha256(Path(args.texts).read_bytes()).hexdigest(),
-            "sentences": len(texts), "mean_confidence": round(float(probs.max(-1).mean()), 4)}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(args.out, "wt", encoding="utf-8") as f:
-        f.write(json.dumps({"meta": meta}) + "\n")
-        for s, pr in zip(texts, probs):
-            f.write(json.dumps({"text": s, "probs": [round(float(v), 5) for v in pr]}) + "\n")
-    print(f"wrote {args.out}: {len(texts)} sentences, ensemble of {len(teachers)} dev {meta['ensemble_dev_accuracy']:.4f}")
+    write_labelled(args.out, args.dataset, teachers, args.texts, texts, total / len(teachers),
+                   dev_total / len(teachers), dev_labels)
 
 
 if __name__ == "__main__":
