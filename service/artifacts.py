@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .manifest import FORMAT_VERSION, Manifest
+
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.npz"
 VOCAB = "vocab.txt"
-FORMAT_VERSION = 1
 
 
 class ArtifactError(RuntimeError):
@@ -37,6 +38,8 @@ class Artifact:
     manifest: dict
     weights: dict[str, np.ndarray]
     vocab: list[str]
+    spec: Manifest | None = None      # the typed manifest
+    base_path: Path | None = None     # the folder whose weights were merged in (manifest 'base')
 
     @property
     def name(self) -> str:
@@ -56,6 +59,10 @@ def read_manifest(folder: Path) -> dict:
             raise ArtifactError(f"{path}: manifest lacks '{key}'")
     if manifest["format_version"] != FORMAT_VERSION:
         raise ArtifactError(f"{path}: format_version {manifest['format_version']} unsupported (want {FORMAT_VERSION})")
+    try:
+        Manifest.parse(manifest, str(path))
+    except ValueError as exc:
+        raise ArtifactError(str(exc)) from None
     return manifest
 
 
@@ -92,18 +99,51 @@ def load_weights(folder: Path, manifest: dict) -> dict[str, np.ndarray]:
     return out
 
 
+def read_vocab(folder: Path, n_vocab: int) -> list[str]:
+    vocab = (Path(folder) / VOCAB).read_text(encoding="utf-8").split("\n")
+    if vocab and vocab[-1] == "":
+        vocab.pop()
+    if len(vocab) != n_vocab:
+        raise ArtifactError(f"{folder}: vocab.txt has {len(vocab)} entries, manifest says {n_vocab}")
+    return vocab
+
+
+def find_base(folder: Path, name: str) -> Path:
+    """The model folder named `name` beside `folder` (same models dir)."""
+    for candidate in sorted(Path(folder).parent.iterdir()):
+        if (candidate / MANIFEST).is_file():
+            try:
+                if json.loads((candidate / MANIFEST).read_text(encoding="utf-8")).get("name") == name:
+                    return candidate
+            except (ValueError, OSError):
+                continue
+    raise ArtifactError(f"{folder}: its base model '{name}' is not in {Path(folder).parent}")
+
+
+def load_base(folder: Path, spec: Manifest) -> tuple[Path, dict[str, np.ndarray]]:
+    """The base artifact's weights, after checking its files have the checksums this manifest names."""
+    base_dir = find_base(folder, spec.base.name)
+    base = load_artifact(base_dir)
+    for fname, expected in spec.base.files.items():
+        actual = base.manifest["files"].get(fname)
+        if actual != expected or sha256_file(base_dir / fname) != expected:
+            raise ArtifactError(f"{folder}: base '{spec.base.name}' file '{fname}' has checksum "
+                                f"{(actual or 'none')[:12]}..., this model was built on {expected[:12]}...; refusing to load")
+    return base_dir, base.weights
+
+
 def load_artifact(folder: Path | str) -> Artifact:
     folder = Path(folder)
     manifest = read_manifest(folder)
     verify_checksums(folder, manifest)
+    spec = Manifest.parse(manifest, str(folder / MANIFEST))
     weights = load_weights(folder, manifest)
-    vocab = (folder / VOCAB).read_text(encoding="utf-8").split("\n")
-    if vocab and vocab[-1] == "":
-        vocab.pop()
-    n_vocab = manifest["sizes"]["vocab"]
-    if len(vocab) != n_vocab:
-        raise ArtifactError(f"{folder}: vocab.txt has {len(vocab)} entries, manifest says {n_vocab}")
-    return Artifact(folder, manifest, weights, vocab)
+    base_path = None
+    if spec.base is not None:  # weights it does not hold come from the base model (by checksum)
+        base_path, base_weights = load_base(folder, spec)
+        weights = {**base_weights, **weights}
+    vocab = read_vocab(folder, spec.sizes.get("vocab", -1))
+    return Artifact(folder, manifest, weights, vocab, spec, base_path)
 
 
 def write_artifact(folder: Path | str, manifest: dict, weights: dict[str, np.ndarray], vocab: list[str],

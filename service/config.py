@@ -1,37 +1,93 @@
-"""Server settings: one place that reads the environment (SKIMSERVE_*); CLI flags override it.
+"""Server settings: every SKIMSERVE_* environment variable is declared here, once, and nowhere else.
 
-The CLI writes its flags back into the environment before starting uvicorn, so every worker process
-(uvicorn spawns them fresh) rebuilds the same Settings from the environment alone.
+One pydantic-settings field per setting: its type and bounds validate the value, its description is
+the --help text of the flag `skimserve serve` generates from it (service/cli.py), its name gives the
+environment variable (SKIMSERVE_ + NAME) and the flag (--name-with-dashes).
+
+- `Settings(...)` is a plain value: the defaults plus the arguments given; it reads no environment.
+- `Settings.from_env(environ=None, **overrides)`: defaults <- SKIMSERVE_* environment <- overrides
+  (the CLI's flags; None means "not given"). This is the one place that reads the environment.
+- `settings.to_env()`: the SKIMSERVE_* variables that rebuild the same settings. The CLI writes them
+  into the environment before starting uvicorn, so every worker process (uvicorn spawns them fresh)
+  rebuilds the same Settings with `Settings.from_env()`.
+
+A bad value raises SettingsError (a ValueError) whose message names the setting, where the value came
+from (the variable or the flag) and what is expected, e.g.
+`bad setting port='abc' (from SKIMSERVE_PORT): expected an integer`.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "SKIMSERVE_"
 
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+OnnxOptLevel = Literal["disable", "basic", "extended", "all"]  # ONNX Runtime graph optimisation levels
 
-@dataclass(frozen=True)
-class Settings:
-    models_dir: str = "models"
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1                 # uvicorn worker processes (each loads every model)
-    kernel: str = "auto"             # layer kernel: auto, reference, fast, onnx, torch-cuda, torch-cpu
-    default_model: str | None = None  # served when a request names no model; None: first name in sorted order
-    max_text_bytes: int = 100_000    # per text, UTF-8 bytes (413 above)
-    max_tokens: int = 5_000          # per text, after tokenization (413 above)
-    max_batch: int = 64              # texts per request (413 above)
-    pool_threads: int = 0            # model threads per worker; 0 = one per CPU core
-    max_queue: int = 64              # requests waiting for a model thread; beyond it: 503 + Retry-After
-    log_level: str = "info"
 
-    def __post_init__(self):
-        for name in ("port", "workers", "max_text_bytes", "max_tokens", "max_batch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.pool_threads < 0 or self.max_queue < 0:
-            raise ValueError("pool_threads and max_queue must be >= 0")
+class SettingsError(ValueError):
+    """A setting with a bad value (or an unknown setting); the message says which, from where, and why."""
+
+    def __init__(self, message: str, errors: list[dict] | None = None):
+        super().__init__(message)
+        self.errors = errors or []  # pydantic's error dicts
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True,
+                                      extra="forbid", validate_default=True)
+
+    # --- where and what to serve ---
+    models_dir: str = Field("models", description="folder of model folders (each with a manifest.json)")
+    host: str = Field("127.0.0.1", description="bind address (0.0.0.0 in a container)")
+    port: int = Field(8000, ge=1, description="TCP port")
+    workers: int = Field(1, ge=1, description="uvicorn worker processes, each with every model loaded; "
+                         ">1 turns on Prometheus multiprocess mode")
+    kernel: str = Field("auto", description="layer kernel: auto (benchmark-chosen per family), reference, "
+                        "fast, onnx, torch-cuda, torch-cpu")
+    default_model: str | None = Field(None, description="model used when a request names none "
+                                      "(default: the first name in sorted order)")
+    # --- request limits ---
+    max_text_bytes: int = Field(100_000, ge=1, description="per text, UTF-8 bytes (413 above)")
+    max_tokens: int = Field(5_000, ge=1, description="per text, after tokenization (413 above)")
+    max_batch: int = Field(64, ge=1, description="texts per request (413 above)")
+    max_answer_tokens: int = Field(15, ge=1, description="longest answer span, in tokens, that /qa decodes")
+    # --- concurrency ---
+    pool_threads: int = Field(0, ge=0, description="model threads per worker; 0 = one per CPU core")
+    max_queue: int = Field(64, ge=0, description="model jobs allowed to wait per worker; beyond it: "
+                           "503 + Retry-After")
+    # --- kernels ---
+    onnx_threads: int = Field(1, ge=1, description="ONNX Runtime intra-op threads per session (1: the "
+                              "server parallelises across requests)")
+    onnx_opt_level: OnnxOptLevel = Field("all", description="ONNX Runtime graph optimisation level")
+    torch_device: str = Field("cuda", description="torch device of the torch-cuda kernel (e.g. cuda:1)")
+    # --- logging ---
+    log_level: LogLevel = Field("info", description="uvicorn and skimserve log level")
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise _settings_error(exc.errors(include_url=False), values) from None
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Settings(...) takes its arguments only; the environment is read by from_env alone.
+        return (init_settings,)
 
     @property
     def threads(self) -> int:
@@ -44,31 +100,75 @@ class Settings:
         return 6 * self.max_text_bytes * self.max_batch + 4096
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
         """Defaults <- SKIMSERVE_* environment <- overrides (CLI flags; None means 'not given')."""
-        env = os.environ if environ is None else environ
-        values = {}
-        for f in fields(cls):
-            raw = env.get(ENV_PREFIX + f.name.upper())
-            if raw is None or raw == "":
-                continue
-            values[f.name] = _parse(f.name, raw, f.type)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        from_environ = _EnvSource(cls, os.environ if environ is None else environ)()
+        given = {k: v for k, v in overrides.items() if v is not None}
+        values = {**from_environ, **given}
+
+        def origin(name: str) -> str | None:
+            if name in given:
+                return flag_name(name) if name in cls.model_fields else None
+            return env_name(name) if name in from_environ else None
+
+        try:
+            return cls(**values)
+        except SettingsError as exc:  # say where each bad value came from
+            raise _settings_error(exc.errors, values, origin) from None
 
     def to_env(self) -> dict[str, str]:
         """The SKIMSERVE_* variables that reproduce these settings (for worker processes)."""
-        return {ENV_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)
-                if getattr(self, f.name) is not None}
+        return {env_name(name): str(value) for name, value in self.model_dump().items() if value is not None}
 
-    def with_(self, **changes) -> "Settings":
-        return replace(self, **changes)
+    def with_(self, **changes: Any) -> "Settings":
+        """A copy with some settings changed (validated like any other)."""
+        return type(self)(**{**self.model_dump(), **changes})
 
 
-def _parse(name: str, raw: str, typ) -> object:
-    if "int" in str(typ):
-        try:
-            return int(raw)
-        except ValueError:
-            raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r}: expected an integer") from None
-    return raw
+class _EnvSource(PydanticBaseSettingsSource):
+    """The SKIMSERVE_<NAME> variable of each setting in a given mapping (os.environ by default); empty
+    values count as not set. Every setting is a scalar, so the raw string goes to pydantic as it is."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]):
+        super().__init__(settings_cls)
+        self.environ = environ
+
+    def get_field_value(self, field, field_name: str) -> tuple[Any, str, bool]:
+        return self.environ.get(env_name(field_name)) or None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None:
+                found[key] = value
+        return found
+
+
+_EXPECTED = {  # pydantic error type -> what the message says is expected
+    "int_parsing": "expected an integer",
+    "int_from_float": "expected an integer",
+    "int_type": "expected an integer",
+    "string_type": "expected a string",
+    "extra_forbidden": "no such setting",
+}
+
+
+def _settings_error(errors: list[dict], values: Mapping[str, Any],
+                    origin: Callable[[str], str | None] = lambda name: None) -> SettingsError:
+    problems = []
+    for err in errors:
+        name = str(err["loc"][0]) if err["loc"] else "?"
+        where = origin(name)
+        what = f"{name}={values[name]!r}" if name in values else name
+        why = _EXPECTED.get(err["type"])
+        if why is None:
+            ctx = err.get("ctx") or {}
+            if err["type"] == "greater_than_equal":
+                why = f"must be >= {ctx.get('ge')}"
+            elif err["type"] == "literal_error":
+                why = f"expected one of {ctx.get('expected')}"
+            else:
+                why = err["msg"][0].lower() + err["msg"][1:]
+        problems.append(f"{what}{f' (from {where})' if where else ''}: {why}")
+    return SettingsError("bad setting " + "; ".join(problems), errors)

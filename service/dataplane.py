@@ -1,83 +1,74 @@
-"""The request path without HTTP: check texts, tokenize, run the model, turn results into response dicts
-and metrics. service/api/ (the transport) calls these; tests and other transports can call them directly.
+"""The request path without HTTP: find the model, check it answers the task, resolve the threshold, check
+the inputs, run the task on the pool, shape the envelope. service/api/ (the transport) calls this; tests
+and other transports can call it directly.
 
-Path of one request: api/routes.py -> dataplane.py (here) -> families/classifier.py -> engine/.
+Path of one request: api/routes.py -> dataplane.py (here) -> tasks/<task>.py -> families/<model>.py
+-> engine/stack.py -> engine/backends.py (layer kernels of each cell).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from .inputs import InputError, Limits, check_texts  # noqa: F401  (re-exported: the transport's error type)
+from .pool import WorkPool
+from .registry import ModelEntry, Registry
+from .tasks import Params, get_task
 
-from . import metrics
-from .families.classifier import ClassifyResult
-from .tokenizer import Token
-
-
-class InputError(ValueError):
-    """A request the client must change: carries the HTTP status and a stable machine-readable code."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+RETRY_AFTER_S = "1"
 
 
-@dataclass(frozen=True)
-class Limits:
-    max_text_bytes: int
-    max_tokens: int
-    max_batch: int
+class NotReady(InputError):
+    def __init__(self):
+        super().__init__(503, "not_ready", "models are still loading; retry shortly")
+        self.headers = {"Retry-After": RETRY_AFTER_S}
 
 
-def check_texts(texts: list[str], limits: Limits) -> None:
-    """Cheap checks, done on the event loop before any model work is queued."""
-    if not texts:
-        raise InputError(422, "empty_batch", "'texts' must hold at least one text")
-    if len(texts) > limits.max_batch:
-        raise InputError(413, "batch_too_large", f"{len(texts)} texts in one request; the limit is {limits.max_batch}")
-    for i, text in enumerate(texts):
-        where = f"texts[{i}]" if len(texts) > 1 else "text"
-        try:
-            n_bytes = len(text.encode("utf-8"))
-        except UnicodeEncodeError:  # a lone surrogate from a JSON \ud800 escape: not Unicode text
-            raise InputError(400, "invalid_text", f"{where} is not valid Unicode (lone surrogate)") from None
-        if n_bytes > limits.max_text_bytes:
-            raise InputError(413, "text_too_large",
-                             f"{where} is {n_bytes} bytes (UTF-8); the limit is {limits.max_text_bytes}")
-        if not text.strip():
-            raise InputError(422, "empty_text", f"{where} is empty or only whitespace")
+class Dataplane:
+    def __init__(self, registry: Registry, pool: WorkPool, limits: Limits):
+        self.registry, self.pool, self.limits = registry, pool, limits
 
+    def entry(self, task: str, name: str | None) -> ModelEntry:
+        """The named (or default) model, which must answer `task` (else 400 wrong_task)."""
+        if not self.registry.ready:
+            raise NotReady()
+        entry = self.registry.get(name, task)
+        if entry.model.task != task:
+            raise InputError(400, "wrong_task", f"model '{entry.name}' answers '{entry.model.task}', not '{task}' "
+                                                f"(models for '{task}': {', '.join(self.registry.names(task)) or 'none'})")
+        return entry
 
-def tokenize_all(model, texts: list[str], limits: Limits) -> list[list[Token]]:
-    out = []
-    for i, text in enumerate(texts):
-        where = f"texts[{i}]" if len(texts) > 1 else "text"
-        tokens = model.tokenize(text)
-        if len(tokens) > limits.max_tokens:
-            raise InputError(413, "too_many_tokens",
-                             f"{where} has {len(tokens)} tokens; the limit is {limits.max_tokens}")
-        if not tokens:
-            raise InputError(422, "empty_text", f"{where} has no tokens")
-        out.append(tokens)
-    return out
+    def params(self, entry: ModelEntry, threshold, explain: bool = False, **extra) -> Params:
+        """threshold None -> the model's default; a list -> one per layer depth (checked against the model)."""
+        model = entry.model
+        if threshold is None:
+            thr = model.default_threshold
+        elif isinstance(threshold, (list, tuple)):
+            depths = len(model.stack.depths)
+            if len(threshold) != depths:
+                raise InputError(422, "invalid_threshold",
+                                 f"{len(threshold)} thresholds for a model with {depths} layer(s)")
+            thr = tuple(float(t) for t in threshold)
+        else:
+            thr = float(threshold)
+        return Params(thr, explain, extra)
 
+    def _items(self, entry: ModelEntry, body):
+        task = get_task(entry.model.task)
+        items = task.inputs(body)
+        task.check(items, self.limits)  # on the caller's thread: a bad batch never reaches the pool
+        return task, items
 
-def result_dict(r: ClassifyResult, explain: bool) -> dict:
-    c = r.cost
-    d = {"label": r.label, "probabilities": r.probabilities, "tokens": c.tokens, "skimmed": c.skimmed,
-         "skim_rate": c.skim_rate, "flops": c.flops, "flops_full": c.flops_full,
-         "flop_reduction": c.flop_reduction, "latency_ms": c.latency_ms, "per_token_us": c.per_token_us}
-    if explain:
-        d["explanation"] = [
-            {"token": t.text, "start": t.start, "end": t.end, "decision": "skim" if s else "read", "p_skim": float(p)}
-            for t, s, p in zip(r.tokens, r.layer.skim.tolist(), r.layer.p_skim.tolist())]
-    return d
+    @staticmethod
+    def _envelope(task, entry: ModelEntry, body, params: Params, results: list[dict]) -> dict:
+        thr = params.threshold
+        ref = {"model": entry.name, "version": entry.model.version, "kernel": entry.model.kernel_name,
+               "threshold": list(thr) if isinstance(thr, tuple) else thr}
+        return task.envelope(ref, body, results)
 
+    async def run(self, entry: ModelEntry, body, params: Params) -> dict:
+        task, items = self._items(entry, body)
+        results = await self.pool.run(task.run, entry.model, items, params, self.limits)
+        return self._envelope(task, entry, body, params, results)
 
-def classify_texts(model, texts: list[str], threshold: float, explain: bool, limits: Limits) -> list[dict]:
-    """CPU-bound: runs on a pool thread. Every text is tokenized and checked before any is classified,
-    so a rejected batch costs no model time and records no metrics."""
-    tokenized = tokenize_all(model, texts, limits)
-    results = [model.classify_tokens(tokens, threshold) for tokens in tokenized]
-    metrics.record_threshold(model.name, threshold)
-    for r in results:
-        metrics.record_classification(model.name, r.cost)
-    return [result_dict(r, explain) for r in results]
+    def run_sync(self, entry: ModelEntry, body, params: Params) -> dict:
+        """The same path without the pool (in-process callers)."""
+        task, items = self._items(entry, body)
+        return self._envelope(task, entry, body, params, task.run(entry.model, items, params, self.limits))

@@ -69,8 +69,8 @@ def record_threshold(model: str, threshold: float) -> None:
     THRESHOLD.labels(model=model).observe(threshold)
 
 
-def record_classification(model: str, cost) -> None:
-    """One classified text and its cost (service.families.base.Cost)."""
+def record_cost(model: str, cost) -> None:
+    """One answered item (a text, a question) and its cost (service.families.base.Cost)."""
     TOKENS.labels(model=model, decision="read").inc(cost.tokens - cost.skimmed)
     TOKENS.labels(model=model, decision="skim").inc(cost.skimmed)
     FLOPS.labels(model=model).inc(cost.flops)
@@ -78,6 +78,9 @@ def record_classification(model: str, cost) -> None:
     FLOP_REDUCTION.labels(model=model).observe(cost.flop_reduction)
     if cost.tokens:
         TOKEN_LATENCY.labels(model=model).observe(cost.latency_ms / 1000.0 / cost.tokens)
+
+
+record_classification = record_cost  # the name before tasks other than classify existed
 
 
 def render() -> tuple[bytes, str]:

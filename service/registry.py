@@ -16,11 +16,11 @@ from pathlib import Path
 from .artifacts import MANIFEST, ArtifactError, load_artifact, read_manifest, verify_checksums
 from .families import build_model
 from .families.base import ServedModel
+from .tasks import get_task
 
 log = logging.getLogger(__name__)
 
 CARD_JSON, CARD_MD = "card.json", "card.md"
-WARMUP_THRESHOLDS = (1.0, 0.5, 0.3, 0.0)
 
 
 class RegistryError(RuntimeError):
@@ -75,7 +75,7 @@ class Registry:
                                     f"{self.entries[entry.name].folder}")
             self.entries[entry.name] = entry
         if self.default_name is None:
-            self.default_name = sorted(self.entries)[0]
+            self.default_name = self.pick_default(list(self.entries.values()))
         self._check_default(self.entries)
         if warmup:
             for entry in self.entries.values():
@@ -95,6 +95,14 @@ class Registry:
                 raise RegistryError(f"cannot serve model folder {folder}: {exc}") from exc
             names.append(manifest["name"])
         self._check_default(names)
+
+    @staticmethod
+    def pick_default(entries: list[ModelEntry], task: str | None = None) -> str | None:
+        """With no --default-model: the first model (by name) whose layers skim, so the dial does something;
+        else the first by name. Per task when asked for one."""
+        pool = sorted((e for e in entries if task is None or e.model.task == task), key=lambda e: e.name)
+        chosen = [e for e in pool if e.model.stack.skims] or pool
+        return chosen[0].name if chosen else None
 
     def _check_default(self, names) -> None:
         if self.default_name is not None and self.default_name not in names:
@@ -129,29 +137,29 @@ class Registry:
             card_md = (folder / CARD_MD).read_text(encoding="utf-8")
         entry = ModelEntry(model, folder, card, card_md, load_seconds=time.perf_counter() - t0)
         log.info("loaded %s (version %s, family %s, kernel %s) from %s in %.2fs", model.name, model.version,
-                 model.manifest["family"], model.kernel_name, folder, entry.load_seconds)
+                 model.cell, model.kernel_name, folder, entry.load_seconds)
         return entry
 
     @staticmethod
     def _warm(entry: ModelEntry) -> None:
         """First calls pay for lazy setup (ONNX Runtime allocations, caches): pay it before readiness."""
         t0 = time.perf_counter()
-        model = entry.model
-        if not hasattr(model, "classify"):  # a future family warms up its own way
-            return
-        words = [w for w in model.artifact.vocab[2:50]] or ["warm"]
-        text = " ".join((words * (64 // len(words) + 1))[:64])
-        for thr in WARMUP_THRESHOLDS:
-            model.classify(text, thr)
-            model.classify(words[0], thr)
+        get_task(entry.model.task).warm(entry.model)
         entry.warmup_seconds = time.perf_counter() - t0
 
     # --- lookup ------------------------------------------------------------------
-    def names(self) -> list[str]:
-        return sorted(self.entries)
+    def names(self, task: str | None = None) -> list[str]:
+        return sorted(n for n, e in self.entries.items() if task is None or e.model.task == task)
 
-    def get(self, name: str | None) -> ModelEntry:
-        key = self.default_name if name is None else name
+    def default_for(self, task: str | None) -> str | None:
+        """The server's default model when it answers `task`, else that task's own default."""
+        default = self.entries.get(self.default_name) if self.default_name else None
+        if task is None or (default is not None and default.model.task == task):
+            return self.default_name
+        return self.pick_default(list(self.entries.values()), task)
+
+    def get(self, name: str | None, task: str | None = None) -> ModelEntry:
+        key = self.default_for(task) if name is None else name
         if key not in self.entries:
             raise UnknownModel(str(key), self.names())
         return self.entries[key]

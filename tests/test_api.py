@@ -73,12 +73,14 @@ def test_not_ready_before_startup(random_models_dir):
 
 def test_models_list(client):
     body = client.get("/models").json()
-    assert body["default"] == "tiny-lstm"  # first in sorted order when none is configured
+    assert body["default"] == "tiny-skim"  # the first skimming model when none is configured (the dial works)
     by_name = {m["name"]: m for m in body["models"]}
     assert set(by_name) == {"tiny-lstm", "tiny-skim"}
     assert by_name["tiny-skim"]["family"] == "skim-lstm" and by_name["tiny-lstm"]["family"] == "lstm"
     assert by_name["tiny-skim"]["default_threshold"] == 0.5 and by_name["tiny-skim"]["version"] == "0-random"
-    assert by_name["tiny-lstm"]["default"] is True and by_name["tiny-skim"]["default"] is False
+    assert by_name["tiny-skim"]["default"] is True and by_name["tiny-lstm"]["default"] is False
+    assert by_name["tiny-skim"]["skims"] is True and by_name["tiny-lstm"]["skims"] is False
+    assert body["defaults"] == {"classify": "tiny-skim"}
     assert all(m["kernel"] for m in body["models"])
 
 
@@ -121,7 +123,9 @@ def test_classify_single(client):
 
 def test_classify_defaults(client):
     b = client.post("/classify", json={"text": TEXT}).json()
-    assert b["model"] == "tiny-lstm" and b["threshold"] == 0.5 and b["skimmed"] == 0
+    assert b["model"] == "tiny-skim" and b["threshold"] == 0.5
+    dense = client.post("/classify", params={"model": "tiny-lstm"}, json={"text": TEXT}).json()
+    assert dense["model"] == "tiny-lstm" and dense["threshold"] == 0.5 and dense["skimmed"] == 0
 
 
 def test_classify_batch_equals_singles(client):

@@ -37,7 +37,7 @@ def _ops(graph) -> set[str]:
 
 
 def test_families_registered():
-    assert {"lstm", "skim-lstm"} <= set(EXPORTERS)
+    assert {("classify", "lstm"), ("classify", "skim-lstm")} <= set(EXPORTERS)
 
 
 @pytest.mark.parametrize("name", ["tiny-skim", "tiny-lstm"])

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from .. import __version__, metrics
 from ..config import Settings
-from ..dataplane import Limits
+from ..dataplane import Dataplane, Limits
 from ..pool import WorkPool
 from ..registry import Registry, RegistryError
 from . import errors, routes
@@ -84,9 +84,10 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                 raise
         for entry in registry.entries.values():
             m = entry.model
-            metrics.record_model_info(m.name, m.version, m.manifest["family"], m.task, m.kernel_name)
+            metrics.record_model_info(m.name, m.version, m.cell, m.task, m.kernel_name)
         if app.state.pool.closed:
             app.state.pool = WorkPool(settings.threads, settings.max_queue)
+            app.state.dataplane.pool = app.state.pool
         log.info("serving %d models (%s), default %s; %d model threads, queue %d", len(registry.entries),
                  ", ".join(registry.names()), registry.default_name, settings.threads, settings.max_queue)
         try:
@@ -98,8 +99,10 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app = FastAPI(title="skimserve", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.registry = registry
-    app.state.limits = Limits(settings.max_text_bytes, settings.max_tokens, settings.max_batch)
+    app.state.limits = Limits(settings.max_text_bytes, settings.max_tokens, settings.max_batch,
+                              getattr(settings, "max_answer_tokens", 15))
     app.state.pool = WorkPool(settings.threads, settings.max_queue)
+    app.state.dataplane = Dataplane(registry, app.state.pool, app.state.limits)
     errors.install(app)
     app.include_router(routes.router)
     app.add_middleware(MetricsMiddleware)

@@ -1,13 +1,15 @@
-"""Thin route functions: check the request, hand the work to the dataplane on the pool, shape the answer."""
+"""Thin route functions: read and validate the body, then the dataplane does the rest (lookup, task check,
+threshold, pool, envelope)."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from .. import dataplane, metrics
-from ..registry import ModelEntry, Registry
+from .. import metrics
+from ..dataplane import Dataplane
+from ..registry import Registry
 from .body import read_json
 from .errors import RETRY_AFTER_S, ApiError
 from .schemas import (THRESHOLD_DOC, BatchClassifyResponse, ClassifyRequest, ClassifyResponse, ErrorBody, Health,
@@ -16,13 +18,54 @@ from .schemas import (THRESHOLD_DOC, BatchClassifyResponse, ClassifyRequest, Cla
 router = APIRouter()
 
 ERRORS = {status: {"model": ErrorBody, "description": text} for status, text in {
-    400: "Malformed JSON or non-UTF-8 body.",
+    400: "Malformed JSON or non-UTF-8 body; the model does not answer this task (wrong_task).",
     404: "Unknown model.",
     413: "Text over the byte or token limit, batch over the batch limit, or body too large.",
     415: "Content type is not application/json.",
     422: "Empty or whitespace text, both or neither of text/texts, threshold outside [0, 1] or not a number.",
     503: "Not ready yet (models loading) or overloaded (queue full); see Retry-After.",
 }.items()}
+
+MODEL_DOC = "Model name (GET /models); default: the server's default model for this task."
+EXPLAIN_DOC = "Add each token with its span, read/skim decision and p_skim."
+
+
+async def read_body(request: Request, schema: type[BaseModel]) -> BaseModel:
+    try:
+        return schema.model_validate(await read_json(request, request.app.state.settings.max_body_bytes))
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+
+
+def dataplane_entry(request: Request, task: str, model: str | None):
+    dp: Dataplane = request.app.state.dataplane
+    entry = dp.entry(task, model)
+    request.scope["skimserve"]["model"] = entry.name  # request-duration metric label (see middleware)
+    return dp, entry
+
+
+def _body_schema(schema: type[BaseModel]) -> dict:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema.model_json_schema()}}}}
+
+
+@router.post(
+    "/classify", response_model=ClassifyResponse | BatchClassifyResponse, response_model_exclude_none=True,
+    summary="Classify one text or a batch, at a per-request skim threshold", responses=ERRORS,
+    openapi_extra=_body_schema(ClassifyRequest),
+)
+async def classify(
+    request: Request,
+    threshold: float | None = Query(None, ge=0.0, le=1.0, allow_inf_nan=False, description=THRESHOLD_DOC),
+    model: str | None = Query(None, description=MODEL_DOC),
+    explain: bool = Query(False, description=EXPLAIN_DOC),
+):
+    """Runs the model over the tokens of each text. The response carries the answer (label, probabilities)
+    and what it cost: tokens, skimmed, skim_rate, flops, flops_full, flop_reduction, latency_ms,
+    per_token_us, and the threshold, model, version and kernel used. A single `text` gives a flat object;
+    `texts` gives `results`, one per text, in order."""
+    dp, entry = dataplane_entry(request, "classify", model)
+    body = await read_body(request, ClassifyRequest)
+    return await dp.run(entry, body, dp.params(entry, threshold, explain))
 
 
 def _registry(request: Request) -> Registry:
@@ -32,50 +75,11 @@ def _registry(request: Request) -> Registry:
     return registry
 
 
-def _entry(request: Request, name: str | None) -> ModelEntry:
-    entry = _registry(request).get(name)
-    request.scope["skimserve"]["model"] = entry.name  # request-duration metric label (see middleware)
-    return entry
-
-
-@router.post(
-    "/classify", response_model=ClassifyResponse | BatchClassifyResponse, response_model_exclude_none=True,
-    summary="Classify one text or a batch, at a per-request skim threshold",
-    responses=ERRORS,
-    openapi_extra={"requestBody": {"required": True, "content": {
-        "application/json": {"schema": ClassifyRequest.model_json_schema()}}}},
-)
-async def classify(
-    request: Request,
-    threshold: float | None = Query(None, ge=0.0, le=1.0, allow_inf_nan=False, description=THRESHOLD_DOC),
-    model: str | None = Query(None, description="Model name (GET /models); default: the server's default model."),
-    explain: bool = Query(False, description="Add each token with its span, read/skim decision and p_skim."),
-):
-    """Runs the model over the tokens of each text. The response carries the answer (label, probabilities)
-    and what it cost: tokens, skimmed, skim_rate, flops, flops_full, flop_reduction, latency_ms,
-    per_token_us, and the threshold, model, version and kernel used. A single `text` gives a flat object;
-    `texts` gives `results`, one per text, in order."""
-    entry = _entry(request, model)
-    settings = request.app.state.settings
-    try:
-        body = ClassifyRequest.model_validate(await read_json(request, settings.max_body_bytes))
-    except ValidationError as exc:
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
-    limits = request.app.state.limits
-    texts = body.as_list()
-    dataplane.check_texts(texts, limits)
-    thr = entry.model.default_threshold if threshold is None else float(threshold)
-    results = await request.app.state.pool.run(dataplane.classify_texts, entry.model, texts, thr, explain, limits)
-    ref = {"model": entry.name, "version": entry.model.version, "kernel": entry.model.kernel_name, "threshold": thr}
-    if body.text is not None:
-        return {**ref, **results[0]}
-    return {**ref, "results": results}
-
-
 @router.get("/models", response_model=ModelList, summary="Served models")
 async def list_models(request: Request):
     registry = _registry(request)
     return {"default": registry.default_name,
+            "defaults": {task: registry.default_for(task) for task in sorted({e.model.task for e in registry.entries.values()})},
             "models": [{**registry.entries[n].summary(), "default": n == registry.default_name}
                        for n in registry.names()]}
 
@@ -83,7 +87,8 @@ async def list_models(request: Request):
 @router.get("/models/{name}", response_model=ModelDetail, responses={404: ERRORS[404]},
             summary="One model: manifest and model card")
 async def get_model(request: Request, name: str):
-    entry = _entry(request, name)
+    entry = _registry(request).get(name)
+    request.scope["skimserve"]["model"] = entry.name
     return {**entry.detail(), "default": entry.name == request.app.state.registry.default_name}
 
 

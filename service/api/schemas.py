@@ -76,7 +76,9 @@ class ModelSummary(BaseModel):
     name: str
     version: str
     task: str
-    family: str
+    family: str = Field(description="The cell of its layers (format-1 name; same as `cell`).")
+    cell: str | None = None
+    skims: bool | None = Field(None, description="Whether the threshold changes what this model computes.")
     kernel: str
     default_threshold: float
     labels: list[str] | None = None
@@ -85,7 +87,8 @@ class ModelSummary(BaseModel):
 
 
 class ModelList(BaseModel):
-    default: str | None
+    default: str | None = Field(description="The server's default model (used by /classify when none is named).")
+    defaults: dict[str, str | None] = Field(default_factory=dict, description="The default model of each task.")
     models: list[ModelSummary]
 
 

@@ -1,8 +1,15 @@
-"""Choose a layer kernel by name; fall back to the reference with a logged reason.
+"""Layer backends: one registry of objects, the one place kernel names are listed.
 
-"auto" picks the default kernel of a model family from defaults.json beside this file, which
-records the fastest backend per family measured by benchmarks/backends.py (a test keeps the two
-in agreement).
+A backend runs layers of the cells it names (`cells`); a layer whose cell it does not support runs on
+that cell's NumPy reference instead, with a logged notice (never silently). Optionally a backend runs a
+whole model (`model_runner`, e.g. ONNX Runtime over the exported graph), which a family uses when the
+task and cell have an exporter.
+
+"auto" is resolved here only: the benchmark-chosen backend per cell in defaults.json beside this file
+(written by benchmarks/backends.py; a test keeps the two in agreement), 'fast' where none is recorded.
+
+A new backend: subclass Backend, implement `load` (import what it needs; ImportError if it cannot run
+here), `run_layer` and optionally `prepare` / `model_runner`, and add it with `register_backend`.
 """
 from __future__ import annotations
 
@@ -11,53 +18,174 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from . import reference
-from .layer import LayerOutput, LayerWeights
+import numpy as np
+
+from .layer import LayerOutput
 
 log = logging.getLogger(__name__)
 
-LayerKernel = Callable[[LayerWeights, "np.ndarray", float], LayerOutput]  # noqa: F821
-
-
-def _load(name: str) -> LayerKernel:
-    if name == "reference":
-        return reference.run_layer
-    if name == "fast":
-        from . import fast  # compiled C kernel; ImportError if it was not built
-
-        return fast.run_layer
-    if name in ("torch-cuda", "torch-cpu"):
-        from . import gpu  # PyTorch (lazy); ImportError without torch or, for torch-cuda, without CUDA
-
-        return gpu.load(name)
-    if name == "onnx":
-        from . import onnx_backend  # ONNX Runtime; ImportError without onnxruntime
-
-        return onnx_backend.run_layer
-    raise ValueError(f"unknown layer kernel '{name}' (known: auto, reference, fast, onnx, torch-cuda, torch-cpu)")
-
-
 DEFAULTS_FILE = Path(__file__).with_name("defaults.json")
+GATED = frozenset({"lstm", "skim-lstm"})
+
+LayerKernel = Callable[[object, np.ndarray, float], LayerOutput]
 
 
-def default_kernel(family: str) -> str:
-    """The benchmark-chosen kernel for a model family (defaults.json), 'fast' where none is recorded."""
+class Backend:
+    name: str = ""
+    cells: frozenset[str] = frozenset()   # empty: every cell (the reference)
+
+    def load(self) -> None:
+        """Import what the backend needs; raise ImportError when it cannot run on this machine. Called at
+        every model build (imports are cached), so a backend that stopped importing is noticed."""
+
+    def ensure(self) -> "Backend":
+        self.load()
+        return self
+
+    def supports(self, cell: str) -> bool:
+        return not self.cells or cell in self.cells
+
+    def prepare(self, w) -> None:
+        """Load-time work for one layer (packing, device copies, warm-up), so no request pays for it."""
+
+    def run_layer(self, w, x: np.ndarray, threshold: float) -> LayerOutput:
+        raise NotImplementedError
+
+    def model_runner(self, artifact):
+        """A whole-model runner for this artifact, or None (layers are then run one by one)."""
+        return None
+
+    def layer_kernel(self) -> LayerKernel:
+        """The bare run_layer function (benchmarks call kernels without the object)."""
+        return self.run_layer
+
+
+class ReferenceBackend(Backend):
+    """Every cell's own NumPy reference (service/cells/)."""
+    name = "reference"
+
+    def run_layer(self, w, x, threshold):
+        from ..cells.gated import run_reference
+
+        return run_reference(w, x, threshold)
+
+
+class FastBackend(Backend):
+    """The compiled C kernel (service/engine/_skimkernel.c, built by pip)."""
+    name = "fast"
+    cells = GATED | {"skip-lstm"}
+
+    def load(self):
+        from . import fast  # ImportError when the extension was not built
+
+        self._mod = fast
+
+    def prepare(self, w):
+        self._mod.prepare(w)
+
+    def run_layer(self, w, x, threshold):
+        return self._mod.run_layer(w, x, threshold)
+
+    def layer_kernel(self):
+        return self._mod.run_layer
+
+
+class OnnxBackend(Backend):
+    """ONNX Runtime: a whole exported model where an exporter exists, else one session per layer."""
+    name = "onnx"
+    cells = GATED
+
+    def load(self):
+        from . import onnx_backend  # ImportError without onnxruntime
+
+        self._mod = onnx_backend
+
+    def run_layer(self, w, x, threshold):
+        return self._mod.run_layer(w, x, threshold)
+
+    def layer_kernel(self):
+        return self._mod.run_layer
+
+    def model_runner(self, artifact):
+        from ..onnx_export import has_exporter
+
+        if not has_exporter(artifact):
+            return None
+        return self._mod.model_runner(artifact)
+
+
+class TorchBackend(Backend):
+    """PyTorch (lazy import): cuDNN for plain LSTM layers, a per-token loop for skim layers."""
+    cells = GATED
+
+    def __init__(self, name: str, device: str | None):
+        self.name, self.device = name, device
+
+    def load(self):
+        from . import gpu  # ImportError without torch or, for torch-cuda, without CUDA
+
+        self._fn = gpu.load(self.name)
+
+    def run_layer(self, w, x, threshold):
+        return self._fn(w, x, threshold)
+
+    def layer_kernel(self):
+        return self._fn
+
+
+BACKENDS: dict[str, Backend] = {}
+
+
+def register_backend(backend: Backend) -> Backend:
+    BACKENDS[backend.name] = backend
+    return backend
+
+
+for _b in (ReferenceBackend(), FastBackend(), OnnxBackend(), TorchBackend("torch-cuda", None),
+           TorchBackend("torch-cpu", "cpu")):
+    register_backend(_b)
+
+AUTO = "auto"
+
+
+def kernel_names() -> list[str]:
+    """Every name --kernel accepts."""
+    return [AUTO, *BACKENDS]
+
+
+def default_kernel(cell: str) -> str:
+    """The benchmark-chosen backend for a cell (defaults.json), 'fast' where none is recorded."""
     try:
         defaults = json.loads(DEFAULTS_FILE.read_text(encoding="utf-8"))["kernel_by_family"]
     except (OSError, KeyError, ValueError) as exc:
         log.warning("cannot read %s (%s); default kernel 'fast'", DEFAULTS_FILE, exc)
         return "fast"
-    return defaults.get(family, "fast")
+    return defaults.get(cell, "fast")
+
+
+def get_backend(name: str, cell: str | None = None) -> Backend:
+    """The backend that will run layers of `cell` when `name` is asked for: 'auto' resolved per cell; an
+    unavailable backend, or one that does not run this cell, falls back to the reference (logged)."""
+    if name == AUTO:
+        name = default_kernel(cell) if cell else "fast"
+    if name not in BACKENDS:
+        raise ValueError(f"unknown layer kernel '{name}' (known: {', '.join(kernel_names())})")
+    backend = BACKENDS[name]
+    if cell is not None and not backend.supports(cell):
+        log.warning("layer kernel '%s' does not run cell '%s'; that cell runs on its NumPy reference", name, cell)
+        return BACKENDS["reference"]
+    try:
+        return backend.ensure()
+    except ImportError as exc:
+        log.warning("layer kernel '%s' unavailable (%s); falling back to the NumPy reference", name, exc)
+        return BACKENDS["reference"]
 
 
 def get_layer_kernel(name: str = "fast") -> tuple[str, LayerKernel]:
-    """Return (name actually used, kernel). 'fast' falls back to 'reference' if unavailable.
+    """(name actually used, run_layer function) for the gated cells: benchmarks and tests call kernels bare."""
+    backend = get_backend(name)
+    if backend.name == "reference":
+        from . import reference
 
-    'auto' without a family (see default_kernel) means 'fast'."""
-    if name == "auto":
-        name = "fast"
-    try:
-        return name, _load(name)
-    except ImportError as exc:
-        log.warning("layer kernel '%s' unavailable (%s); falling back to the NumPy reference", name, exc)
-        return "reference", reference.run_layer
+        return backend.name, reference.run_layer
+    return backend.name, backend.layer_kernel()

@@ -50,14 +50,37 @@ class LayerWeights:
         return lw
 
     def check(self) -> None:
+        """Shapes consistent with each other, or ValueError naming the tensor."""
+        if self.W_ih is None or self.W_hh is None or self.b is None:
+            raise ValueError("missing W_ih, W_hh or b")
+        if self.W_ih.ndim != 2 or self.W_hh.ndim != 2:
+            raise ValueError(f"W_ih {self.W_ih.shape} and W_hh {self.W_hh.shape} must be matrices")
         e, d = self.input_size, self.hidden_size
-        assert self.W_ih.shape == (4 * d, e) and self.W_hh.shape == (4 * d, d) and self.b.shape == (4 * d,)
+        _shape("W_ih", self.W_ih, (4 * d, e))
+        _shape("W_hh", self.W_hh, (4 * d, d))
+        _shape("b", self.b, (4 * d,))
+        small = (self.Ws_ih, self.Ws_hh, self.bs)
         if self.skims:
+            if any(a is None for a in small) or self.bd is None:
+                raise ValueError("a decision layer (Wd) needs Ws_ih, Ws_hh, bs and bd too")
+            if self.Ws_hh.ndim != 2 or self.Ws_hh.shape[0] % 4:
+                raise ValueError(f"Ws_hh has shape {self.Ws_hh.shape}, expected (4d', {d})")
             ds = self.small_size
-            if not 0 < ds < d:
-                raise ValueError(f"small hidden size {ds} must be in (0, {d})")
-            assert self.Ws_ih.shape == (4 * ds, e) and self.bs.shape == (4 * ds,)
-            assert self.Wd.shape == (2, e + d) and self.bd.shape == (2,)
+            # d' = 0 is a skip layer: a skimmed step carries h and c over unchanged
+            if not 0 <= ds < d:
+                raise ValueError(f"small hidden size {ds} must be in [0, {d})")
+            _shape("Ws_ih", self.Ws_ih, (4 * ds, e))
+            _shape("Ws_hh", self.Ws_hh, (4 * ds, d))
+            _shape("bs", self.bs, (4 * ds,))
+            _shape("Wd", self.Wd, (2, e + d))
+            _shape("bd", self.bd, (2,))
+        elif any(a is not None for a in small) or self.bd is not None:
+            raise ValueError("small-cell weights without a decision layer (Wd)")
+
+
+def _shape(name: str, a: np.ndarray, want: tuple) -> None:
+    if tuple(a.shape) != want:
+        raise ValueError(f"{name} has shape {tuple(a.shape)}, expected {want}")
 
 
 @dataclass

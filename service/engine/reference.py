@@ -1,45 +1,8 @@
-"""Plain NumPy reference: one token at a time, exactly the equations. The oracle for every fast path."""
+"""Plain NumPy reference of the gated cells (lstm, skim-lstm, skip-lstm): one token at a time, exactly the
+equations (service/cells/gated.py). The oracle for every fast path; other cells have their own reference
+in their cell module."""
 from __future__ import annotations
 
-import numpy as np
-
-from .layer import LayerOutput, LayerWeights, decide
+from ..cells.gated import run_reference as run_layer  # noqa: F401
 
 NAME = "reference"
-
-
-def _sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def _lstm_step(W_ih, W_hh, b, x, h, c):
-    n = W_hh.shape[0] // 4
-    gates = W_ih @ x + W_hh @ h + b
-    i, f, g, o = _sigmoid(gates[:n]), _sigmoid(gates[n:2 * n]), np.tanh(gates[2 * n:3 * n]), _sigmoid(gates[3 * n:])
-    c_new = f * c + i * g
-    return (o * np.tanh(c_new)).astype(np.float32), c_new.astype(np.float32)
-
-
-def run_layer(w: LayerWeights, x: np.ndarray, threshold: float) -> LayerOutput:
-    T, d = x.shape[0], w.hidden_size
-    ds = w.small_size
-    h = np.zeros(d, np.float32)
-    c = np.zeros(d, np.float32)
-    hs = np.zeros((T, d), np.float32)
-    skim = np.zeros(T, bool)
-    p_skim = np.zeros(T, np.float32)
-    for t in range(T):
-        xt = x[t]
-        if w.skims:
-            z = w.Wd @ np.concatenate([xt, h]) + w.bd
-            p_skim[t] = _sigmoid(z[1] - z[0])
-            skim[t] = decide(p_skim[t], threshold)
-        if skim[t]:
-            # small cell sees the whole h_{t-1} but updates only the first d' units
-            h_s, c_s = _lstm_step(w.Ws_ih, w.Ws_hh, w.bs, xt, h, c[:ds])
-            h = np.concatenate([h_s, h[ds:]])
-            c = np.concatenate([c_s, c[ds:]])
-        else:
-            h, c = _lstm_step(w.W_ih, w.W_hh, w.b, xt, h, c)
-        hs[t] = h
-    return LayerOutput(hs, skim, p_skim)

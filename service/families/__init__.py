@@ -1,22 +1,16 @@
-"""Model families: manifest 'family' -> the class that serves it. A new family registers here."""
+"""Served models, one module per task's model (classifier.py, qa.py). build_model picks the class by the
+manifest's task (service/tasks/); the layers are built from the manifest's cell (service/cells/)."""
 from __future__ import annotations
 
 from ..artifacts import Artifact
-from ..engine.backends import default_kernel
 from .base import ServedModel
-from .classifier import Classifier
-
-FAMILIES: dict[str, type[ServedModel]] = {
-    "lstm": Classifier,
-    "skim-lstm": Classifier,
-}
 
 
 def build_model(artifact: Artifact, kernel: str = "auto") -> ServedModel:
-    """kernel='auto': the family's benchmark-chosen default (service/engine/defaults.json)."""
-    family = artifact.manifest["family"]
-    if family not in FAMILIES:
-        raise ValueError(f"{artifact.name}: unknown model family '{family}' (known: {sorted(FAMILIES)})")
-    if kernel == "auto":
-        kernel = default_kernel(family)
-    return FAMILIES[family](artifact, kernel)
+    """kernel='auto': each cell's benchmark-chosen backend (service/engine/defaults.json)."""
+    from ..tasks import TASKS
+
+    task = artifact.spec.task
+    if task not in TASKS:
+        raise ValueError(f"{artifact.name}: unknown task '{task}' (known: {', '.join(sorted(TASKS))})")
+    return TASKS[task].model_class(artifact, kernel)

@@ -1,7 +1,7 @@
-"""What every served model family shares: the artifact, the vocabulary, the cost accounting.
+"""What every served model shares: the artifact, the vocabulary, the layer stack, the cost accounting.
 
-A new family (QA, AntMan, skip predictor) subclasses ServedModel, declares its task, and
-implements its forward pass with the layer kernels of service.engine.
+A model of a new task subclasses ServedModel (its forward pass over self.stack) and is named by a task
+in service/tasks/. A new cell needs nothing here: the stack builds any registered cell (service/cells/).
 """
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import flops as F
 from ..artifacts import Artifact
-from ..engine.backends import get_layer_kernel
-from ..engine.layer import LayerOutput, LayerWeights
+from ..engine.backends import get_backend
+from ..engine.stack import LayerResult, LayerStack
+from ..manifest import Manifest
 from ..tokenizer import Token, tokenize_with_spans
 
 PAD, UNK = "<pad>", "<unk>"
@@ -48,23 +48,61 @@ class Cost:
         }
 
 
-def layer_cost(w: LayerWeights, out: LayerOutput) -> F.LayerCost:
-    return F.layer_cost(w.input_size, w.hidden_size, w.small_size, len(out.skim), out.skimmed, w.skims)
+def stack_cost(results: list[LayerResult], extra_flops: int, seconds: float) -> Cost:
+    """The cost of one request: every layer's FLOPs plus the non-recurrent part (`extra_flops`: heads,
+    attention), paid equally by the full model. Several layers: tokens and skimmed count layer-steps."""
+    per_layer, tokens, skimmed, flops, full = [], 0, 0, extra_flops, extra_flops
+    for r in results:
+        lc = r.cost
+        per_layer.append({"layer": r.layer.name, "direction": r.layer.spec.direction, "threshold": r.threshold,
+                          "tokens": lc.tokens, "skimmed": lc.skimmed, "skim_rate": lc.skim_rate,
+                          "flops": lc.flops, "flops_full": lc.flops_full})
+        tokens += lc.tokens
+        skimmed += lc.skimmed
+        flops += lc.flops
+        full += lc.flops_full
+    return Cost(tokens, skimmed, flops, full, 1000.0 * seconds, per_layer)
 
 
 class ServedModel:
     task: str = ""
 
-    def __init__(self, artifact: Artifact, kernel: str = "fast"):
+    def __init__(self, artifact: Artifact, kernel: str = "auto"):
         self.artifact = artifact
         self.manifest = artifact.manifest
+        self.spec: Manifest = artifact.spec
         self.name = artifact.name
-        self.version = str(self.manifest.get("version", "1"))
+        self.version = str(self.spec.version)
         self.index = {w: i for i, w in enumerate(artifact.vocab)}
         self.unk_id = self.index[UNK]
         self.embedding = artifact.weights["embedding"]
-        self.kernel_name, self.kernel = get_layer_kernel(kernel)
-        self.default_threshold = float(self.manifest.get("default_threshold", 0.5))
+        self.stack = LayerStack(self.spec, artifact.weights, kernel)
+        if self.stack.input_size != self.input_width():
+            raise ValueError(f"{self.name}: the first layer reads {self.stack.input_size} inputs, the model "
+                             f"gives it {self.input_width()}")
+        self.default_threshold = float(self.spec.default_threshold)
+        # Whole-model backends (ONNX Runtime runs the exported graph in one session): built once here.
+        self.runner = get_backend(kernel, self.spec.cell).model_runner(artifact) if self.uses_runner(kernel) else None
+        if self.runner is None:
+            self.stack.prepare()  # pack weights and warm the kernels now, not on the first request
+
+    def input_width(self) -> int:
+        """Width of what the first layer reads (default: the embedding)."""
+        return self.embedding.shape[1]
+
+    def uses_runner(self, kernel: str) -> bool:
+        return kernel != "reference"
+
+    @property
+    def cell(self) -> str:
+        return self.spec.cell
+
+    @property
+    def kernel_name(self) -> str:
+        if self.runner is not None:
+            return get_backend("onnx").name
+        names = sorted({layer.backend.name for layer in self.stack.layers})
+        return "+".join(names)
 
     # --- text -> ids -------------------------------------------------------------
     def tokenize(self, text: str) -> list[Token]:
@@ -77,25 +115,11 @@ class ServedModel:
     def embed(self, ids: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(self.embedding[ids], dtype=np.float32)
 
-    # --- cost --------------------------------------------------------------------
-    @staticmethod
-    def cost(layers: list[tuple[str, LayerWeights, LayerOutput]], head_flops: int, seconds: float) -> Cost:
-        per_layer, tokens, skimmed, flops, full = [], 0, 0, head_flops, head_flops
-        for name, w, out in layers:
-            lc = layer_cost(w, out)
-            per_layer.append({"layer": name, "tokens": lc.tokens, "skimmed": lc.skimmed, "skim_rate": lc.skim_rate,
-                              "flops": lc.flops, "flops_full": lc.flops_full})
-            tokens += lc.tokens
-            skimmed += lc.skimmed
-            flops += lc.flops
-            full += lc.flops_full
-        # For several layers, tokens/skimmed count layer-steps; single-layer models: plain tokens.
-        return Cost(tokens, skimmed, flops, full, 1000.0 * seconds, per_layer)
-
     def describe(self) -> dict:
-        return {"name": self.name, "version": self.version, "task": self.task, "family": self.manifest["family"],
-                "kernel": self.kernel_name, "default_threshold": self.default_threshold,
-                "sizes": self.manifest.get("sizes", {}), "labels": self.manifest.get("labels")}
+        return {"name": self.name, "version": self.version, "task": self.task, "family": self.spec.cell,
+                "cell": self.spec.cell, "kernel": self.kernel_name, "default_threshold": self.default_threshold,
+                "skims": self.stack.skims, "layers": [layer.name for layer in self.stack.layers],
+                "sizes": self.spec.sizes, "labels": self.spec.labels}
 
 
 def timed(fn, *args):

@@ -4,10 +4,10 @@ Every exported model takes token_ids (int64 [T]) and threshold (float32 scalar; 
 models so that callers are uniform) and returns the family's outputs; classifiers return
 logits [n_labels], hs [T, d], skim [T] bool and p_skim [T] float32.
 
-A model family plugs in by registering an exporter (Artifact -> onnx.ModelProto):
+A model plugs in by registering an exporter (Artifact -> onnx.ModelProto) for its task and cells:
 
-    @register("my-family")
-    def export_my_family(artifact): ...
+    @register("my-task", "lstm", "skim-lstm")
+    def export_my_task(artifact): ...
 
 built from the pieces of layers.py (add_layer for each recurrent layer/direction) and graph.py.
 """
@@ -23,22 +23,35 @@ from ..artifacts import MANIFEST, Artifact, load_artifact, refresh_checksums
 from .graph import OPSET  # noqa: F401
 
 ONNX_FILE = "model.onnx"
-EXPORTERS: dict[str, Callable[[Artifact], onnx.ModelProto]] = {}
+EXPORTERS: dict[tuple[str, str], Callable[[Artifact], onnx.ModelProto]] = {}
 
 
-def register(*families: str):
+def register(task: str, *cells: str):
     def deco(fn):
-        for fam in families:
-            EXPORTERS[fam] = fn
+        for cell in cells:
+            EXPORTERS[(task, cell)] = fn
         return fn
     return deco
 
 
+def _key(artifact: Artifact) -> tuple[str, str]:
+    spec = artifact.spec
+    if spec is not None:
+        return spec.task, spec.cell
+    return artifact.manifest["task"], artifact.manifest["family"]
+
+
+def has_exporter(artifact: Artifact) -> bool:
+    return _key(artifact) in EXPORTERS and (artifact.spec is None or len(artifact.spec.layers) == 1
+                                            or _key(artifact)[0] != "classify")
+
+
 def export_model(artifact: Artifact) -> onnx.ModelProto:
-    family = artifact.manifest["family"]
-    if family not in EXPORTERS:
-        raise ValueError(f"{artifact.name}: no ONNX exporter for family '{family}' (known: {sorted(EXPORTERS)})")
-    return EXPORTERS[family](artifact)
+    key = _key(artifact)
+    if key not in EXPORTERS:
+        raise ValueError(f"{artifact.name}: no ONNX exporter for task '{key[0]}' with cell '{key[1]}' "
+                         f"(known: {sorted(EXPORTERS)})")
+    return EXPORTERS[key](artifact)
 
 
 def export_artifact(folder: Path | str) -> Path:

@@ -22,7 +22,7 @@ def embed(gb: GraphBuilder, artifact: Artifact, ids: str) -> str:
     return gb.op("Gather", [gb.const(table.astype(np.float32), "embedding"), ids], hint="x", axis=0)
 
 
-@register("lstm", "skim-lstm")
+@register("classify", "lstm", "skim-lstm")
 def export_classifier(artifact: Artifact) -> onnx.ModelProto:
     w = LayerWeights.from_dict(artifact.weights, "rnn.")
     head_W, head_b = artifact.weights["head.W"], artifact.weights["head.b"]

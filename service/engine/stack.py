@@ -1,0 +1,120 @@
+"""A stack of recurrent layers as a manifest lists them: several depths, forward and backward directions.
+
+Layers of one depth read the same input; the next depth reads their hidden states concatenated in the
+listed order (forward then backward for a bidirectional layer). A backward layer is the forward kernel
+over the reversed sequence, its outputs reversed back into token order, so every backend that runs a
+cell runs both directions. Each layer gets its own threshold (per depth), its cell's FLOP formula and
+its backend, chosen once at load time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..cells import Cell, LayerCost, get_cell
+from ..manifest import LayerSpec, Manifest
+from .backends import Backend, get_backend
+from .layer import LayerOutput
+
+
+@dataclass
+class Layer:
+    spec: LayerSpec
+    cell: Cell
+    weights: object
+    backend: Backend
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def run(self, x: np.ndarray, threshold: float) -> LayerOutput:
+        backward = self.spec.direction == "backward"
+        if backward:
+            x = np.ascontiguousarray(x[::-1])
+        if self.backend.name == "reference":
+            out = self.cell.reference(self.weights, x, threshold)
+        else:
+            out = self.backend.run_layer(self.weights, x, threshold)
+        if backward:
+            out = LayerOutput(np.ascontiguousarray(out.hs[::-1]), out.skim[::-1].copy(), out.p_skim[::-1].copy())
+        return out
+
+    def cost(self, out: LayerOutput) -> LayerCost:
+        return self.cell.cost(self.weights, len(out.skim), out.skimmed)
+
+
+@dataclass
+class LayerResult:
+    layer: Layer
+    out: LayerOutput
+    threshold: float
+
+    @property
+    def cost(self) -> LayerCost:
+        return self.layer.cost(self.out)
+
+
+class LayerStack:
+    def __init__(self, manifest: Manifest, weights: dict[str, np.ndarray], kernel: str = "auto"):
+        self.layers: list[Layer] = []
+        for spec in manifest.layers:
+            cell = get_cell(manifest.layer_cell(spec))
+            w = cell.weights(weights, spec.prefix)
+            self.layers.append(Layer(spec, cell, w, get_backend(kernel, cell.name)))
+        self.depths = sorted({layer.spec.depth for layer in self.layers})
+        self._check_sizes()
+
+    def _check_sizes(self) -> None:
+        width = None
+        for depth in self.depths:
+            group = self.by_depth(depth)
+            for layer in group:
+                if width is not None and layer.weights.input_size != width:
+                    raise ValueError(f"layer '{layer.name}' reads {layer.weights.input_size} inputs, the layers "
+                                     f"below give {width}")
+            ins = {layer.weights.input_size for layer in group}
+            if len(ins) > 1:
+                raise ValueError(f"layers of depth {depth} read different input sizes {sorted(ins)}")
+            width = sum(layer.weights.hidden_size for layer in group)
+
+    def by_depth(self, depth: int) -> list[Layer]:
+        return [layer for layer in self.layers if layer.spec.depth == depth]
+
+    @property
+    def input_size(self) -> int:
+        return self.by_depth(self.depths[0])[0].weights.input_size
+
+    @property
+    def output_size(self) -> int:
+        return sum(layer.weights.hidden_size for layer in self.by_depth(self.depths[-1]))
+
+    @property
+    def skims(self) -> bool:
+        return any(layer.cell.skims for layer in self.layers)
+
+    def prepare(self) -> None:
+        for layer in self.layers:
+            if layer.backend.name != "reference":
+                layer.backend.prepare(layer.weights)
+
+    def thresholds_for(self, threshold: float | list[float]) -> list[float]:
+        """One threshold for every depth, or one per depth (lowest first)."""
+        if isinstance(threshold, (list, tuple)):
+            if len(threshold) != len(self.depths):
+                raise ValueError(f"{len(threshold)} thresholds for {len(self.depths)} layers")
+            return [float(t) for t in threshold]
+        return [float(threshold)] * len(self.depths)
+
+    def run(self, x: np.ndarray, threshold: float | list[float]) -> tuple[np.ndarray, list[LayerResult]]:
+        """x (T, input_size) -> the top depth's hidden states (T, output_size) and every layer's result."""
+        results = []
+        for depth, thr in zip(self.depths, self.thresholds_for(threshold)):
+            outs = []
+            for layer in self.by_depth(depth):
+                out = layer.run(x, thr)
+                results.append(LayerResult(layer, out, thr))
+                outs.append(out.hs)
+            x = outs[0] if len(outs) == 1 else np.ascontiguousarray(np.concatenate(outs, axis=1))
+        return x, results
