@@ -9,6 +9,7 @@ characters [answer_start, answer_start + len(text)), so answers that do not alig
 """
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,13 +50,16 @@ def span_text(context: str, tokens: list[Token], i: int, j: int) -> str:
 def split_path(split_or_path: str | Path, root: str | Path | None = None) -> Path:
     """'train'/'dev'/'test' -> <data dir>/squad/<split>.json; anything else is taken as a file path."""
     if str(split_or_path) in SPLITS:
-        return data_dir(root) / "squad" / f"{split_or_path}.json"
+        path = data_dir(root) / "squad" / f"{split_or_path}.json"
+        gz = path.with_suffix(".json.gz")  # a gzipped copy (what travels to a training machine)
+        return gz if not path.is_file() and gz.is_file() else path
     return Path(split_or_path)
 
 
 def load_squad(split_or_path: str | Path, root: str | Path | None = None, tokenize_all: bool = True) -> list[QAExample]:
     """Examples of one split file (ours or an official SQuAD v1.1 file), in file order."""
-    with open(split_path(split_or_path, root), encoding="utf-8") as f:
+    path = split_path(split_or_path, root)
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8") as f:
         doc = json.load(f)
     out = []
     for article in doc["data"]:
