@@ -86,3 +86,14 @@ def test_headless_run_against_real_server_and_report(random_models_dir, tmp_path
     for png in ("latency_vs_threshold.png", "throughput_vs_threshold.png", "per_token_vs_threshold.png",
                 "skim_vs_noskim.png"):
         assert (tmp_path / "report" / png).stat().st_size > 1000, png
+
+
+def test_committed_cpu_vs_gpu_report_is_what_report_writes_from_the_committed_runs(tmp_path):
+    """loadtest/results/cpu-vs-gpu keeps only what report.py reads (locust_stats.csv, locust_skim.csv,
+    meta.json per run): REPORT.md must come out of them unchanged, so a run folder pruned too far fails here."""
+    committed = ROOT / "loadtest" / "results" / "cpu-vs-gpu"
+    report_md = (committed / "REPORT.md").read_text(encoding="utf-8")
+    title = report_md.splitlines()[0].removeprefix("# ")
+    assert report.main([str(committed), "--out", str(tmp_path), "--title", title, "--no-plots"]) == 0
+    assert (tmp_path / "REPORT.md").read_text(encoding="utf-8") == report_md
+    assert len(report.find_runs([str(committed)])) == 12
