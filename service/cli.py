@@ -1,44 +1,78 @@
-"""Command line: `skimserve serve` (or `python -m service serve`) starts the HTTP server under uvicorn.
+"""Command line of the runtime: `skimserve serve` (or `python -m service serve`) starts the HTTP server
+under uvicorn; `skimserve check` verifies a models dir (manifests, checksums, default model) and exits.
 
-`skimserve eval|train|bench ARGS` pass ARGS to python -m training.evaluate / training.train /
-benchmarks.backends (train needs the `train` extra; bench runs from a source checkout).
+The flags are generated from the Settings declaration (service/config.py): one flag per setting, named
+after it (--max-queue for max_queue), its description as the help text; each overrides the SKIMSERVE_*
+variable of the same name. Training and benchmarks are not part of the runtime: from a source checkout
+they run as `python -m training.<tool>` and `python -m benchmarks.<tool>`.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 import tempfile
+import typing
 
-from .config import Settings
+from .config import Settings, SettingsError, env_name, flag_name
 
-PASSTHROUGH = {
-    "eval": ("training.evaluate", "evaluate a model on its test split and write its model card"),
-    "train": ("training.train", "train a model (needs: pip install '.[train]')"),
-    "bench": ("benchmarks.backends", "benchmark the layer backends (from a source checkout)"),
-}
+# `skimserve check` needs only the settings that say what would be served and how.
+CHECK_SETTINGS = ("models_dir", "kernel", "default_model")
+
+
+def _metavar(annotation) -> str:
+    if typing.get_origin(annotation) is typing.Literal:
+        return "{" + ",".join(map(str, typing.get_args(annotation))) + "}"
+    args = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+    return {int: "INT", float: "NUMBER", str: "TEXT", bool: "BOOL"}.get(args[0], "VALUE")
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, names: typing.Iterable[str] | None = None) -> None:
+    """One flag per Settings field (all of them, or those named). Every flag defaults to None ("not
+    given"), keeps the value as text and leaves parsing and validation to Settings, so a value means the
+    same whether it comes from a flag or from the environment."""
+    fields = Settings.model_fields
+    for name in (names or fields):
+        field = fields[name]
+        default = "unset" if field.default is None else repr(field.default)
+        parser.add_argument(flag_name(name), dest=name, metavar=_metavar(field.annotation), default=None,
+                            help=f"{field.description} [default {default}; env {env_name(name)}]".replace("%", "%%"))
 
 
 def serve_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="skimserve serve", description="Serve the models of a models dir over HTTP. Every flag "
         "overrides the SKIMSERVE_* environment variable of the same name (e.g. --max-queue: SKIMSERVE_MAX_QUEUE).")
-    d = Settings()
-    p.add_argument("--models-dir", help=f"folder of model folders (default {d.models_dir!r})")
-    p.add_argument("--host", help=f"bind address (default {d.host}; 0.0.0.0 in a container)")
-    p.add_argument("--port", type=int, help=f"default {d.port}")
-    p.add_argument("--workers", type=int, help="uvicorn worker processes, each with every model loaded "
-                   f"(default {d.workers}); >1 turns on Prometheus multiprocess mode")
-    p.add_argument("--kernel", help=f"layer kernel: auto, reference, fast, onnx, torch-cuda, torch-cpu (default {d.kernel})")
-    p.add_argument("--default-model", help="model used when a request names none (default: first name in sorted order)")
-    p.add_argument("--max-text-bytes", type=int, help=f"per text, UTF-8 bytes (default {d.max_text_bytes})")
-    p.add_argument("--max-tokens", type=int, help=f"per text (default {d.max_tokens})")
-    p.add_argument("--max-batch", type=int, help=f"texts per request (default {d.max_batch})")
-    p.add_argument("--pool-threads", type=int, help="model threads per worker (default 0 = one per core)")
-    p.add_argument("--max-queue", type=int, help=f"waiting model jobs per worker before 503 (default {d.max_queue})")
-    p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
+    add_settings_flags(p)
     return p
+
+
+def check_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="skimserve check", description="Verify a models dir without serving it: every model folder's "
+        "manifest and SHA-256 checksums, and the default model. Exit status 0 if it would serve, 2 if not.")
+    add_settings_flags(p, CHECK_SETTINGS)
+    return p
+
+
+def _settings(parser: argparse.ArgumentParser, argv: list[str]) -> Settings | None:
+    args = parser.parse_args(argv)  # argparse itself exits 2 with a usage line on an unknown flag
+    try:
+        return Settings.from_env(**vars(args))
+    except SettingsError as exc:
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return None
+
+
+def _check_models(settings: Settings, prog: str) -> bool:
+    from .registry import Registry, RegistryError
+
+    try:  # fail fast, with the artifact's own message, before any worker starts
+        Registry(settings.models_dir, settings.kernel, settings.default_model).check()
+    except RegistryError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def setup_multiprocess_metrics(workers: int) -> None:
@@ -57,18 +91,9 @@ def setup_multiprocess_metrics(workers: int) -> None:
 
 
 def serve(argv: list[str]) -> int:
-    args = serve_parser().parse_args(argv)
-    try:
-        settings = Settings.from_env(**{k: v for k, v in vars(args).items()})
-    except ValueError as exc:
-        print(f"skimserve: {exc}", file=sys.stderr)
-        return 2
-    from .registry import Registry, RegistryError
-
-    try:  # fail fast, with the artifact's own message, before any worker starts
-        Registry(settings.models_dir, settings.kernel, settings.default_model).check()
-    except RegistryError as exc:
-        print(f"skimserve: {exc}", file=sys.stderr)
+    parser = serve_parser()
+    settings = _settings(parser, argv)
+    if settings is None or not _check_models(settings, parser.prog):
         return 2
     os.environ.update(settings.to_env())  # what every worker rebuilds its settings from
     setup_multiprocess_metrics(settings.workers)
@@ -80,25 +105,40 @@ def serve(argv: list[str]) -> int:
     return 0
 
 
+def check(argv: list[str]) -> int:
+    parser = check_parser()
+    settings = _settings(parser, argv)
+    if settings is None or not _check_models(settings, parser.prog):
+        return 2
+    print(f"{parser.prog}: {settings.models_dir}: ok")
+    return 0
+
+
+COMMANDS = {
+    "serve": (serve, "serve the models of a models dir over HTTP"),
+    "check": (check, "verify a models dir (manifests, checksums, default model) without serving it"),
+}
+USAGE = ("usage: skimserve {serve,check} [ARGS]   (skimserve serve --help)\n\n"
+         + "".join(f"  {name:<7} {doc}\n" for name, (_, doc) in COMMANDS.items())
+         + "\nTraining and benchmarks run from a source checkout: python -m training.<tool>, "
+           "python -m benchmarks.<tool>.\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    commands = ["serve", *PASSTHROUGH]
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        print("usage: skimserve {serve,eval,train,bench} [ARGS]   (skimserve serve --help)\n\n"
-              "  serve   serve the models of a models dir over HTTP\n"
-              + "".join(f"  {c:<7} {doc}\n" for c, (_, doc) in PASSTHROUGH.items()),
-              file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    if argv[0] == "serve":
-        return serve(argv[1:])
-    module, _ = PASSTHROUGH[argv[0]]
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as exc:
-        print(f"skimserve {argv[0]}: cannot import {module} ({exc})", file=sys.stderr)
+    if argv and argv[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        return 0
+    if not argv or argv[0] not in COMMANDS:
+        if argv:
+            print(f"skimserve: unknown command {argv[0]!r}", file=sys.stderr)
+        print(USAGE, end="", file=sys.stderr)
         return 2
-    rc = mod.main(argv[1:])
-    return rc if isinstance(rc, int) else 0
+    command, _ = COMMANDS[argv[0]]
+    try:
+        return command(argv[1:])
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2, its message already printed)
+        return exc.code if isinstance(exc.code, int) else 2
 
 
 if __name__ == "__main__":

@@ -58,8 +58,8 @@ class Settings(BaseSettings):
                          ">1 turns on Prometheus multiprocess mode")
     kernel: str = Field("auto", description="layer kernel: auto (benchmark-chosen per family), reference, "
                         "fast, onnx, torch-cuda, torch-cpu")
-    default_model: str | None = Field(None, description="model used when a request names none "
-                                      "(default: the first name in sorted order)")
+    default_model: str | None = Field(None, description="model used when a request names none; unset: the "
+                                      "first name in sorted order")
     # --- request limits ---
     max_text_bytes: int = Field(100_000, ge=1, description="per text, UTF-8 bytes (413 above)")
     max_tokens: int = Field(5_000, ge=1, description="per text, after tokenization (413 above)")
