@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from service.random_model import make_random_classifier
+from random_model import make_random_classifier
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = ROOT / "models"

@@ -16,7 +16,7 @@ from service.api import create_app
 from service.artifacts import load_artifact
 from service.config import Settings
 from service.families import build_model
-from service.random_model import make_random_classifier
+from random_model import make_random_classifier
 
 from conftest import MODELS_DIR  # noqa: E402
 

@@ -13,7 +13,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's TestClient warns about httpx versions
     from fastapi.testclient import TestClient
 
-from service.random_model import make_random_classifier
+from random_model import make_random_classifier
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "loadtest"))

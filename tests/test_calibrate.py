@@ -4,7 +4,7 @@ import pytest
 from conftest import require_dataset  # noqa: E402
 from service.artifacts import load_artifact
 from service.families import build_model
-from service.random_model import make_random_classifier
+from random_model import make_random_classifier
 from training import calibrate
 
 

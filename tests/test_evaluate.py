@@ -5,7 +5,7 @@ import pytest
 
 from conftest import require_dataset  # noqa: E402
 from service.artifacts import load_artifact
-from service.random_model import make_random_classifier
+from random_model import make_random_classifier
 from training import evaluate
 
 

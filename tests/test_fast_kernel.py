@@ -20,7 +20,7 @@ from service.engine import reference
 from service.engine.backends import get_layer_kernel
 from service.engine.layer import LayerWeights
 from service.families.classifier import Classifier
-from service.random_model import random_layer_weights
+from random_model import random_layer_weights
 
 from conftest import real_sentences  # noqa: E402
 

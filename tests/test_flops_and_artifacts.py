@@ -7,7 +7,7 @@ import pytest
 from service import flops as F
 from service.artifacts import ArtifactError, load_artifact
 from service.families import build_model
-from service.random_model import make_random_classifier
+from random_model import make_random_classifier
 
 
 def test_flop_formulas_hand_computed():

@@ -8,7 +8,7 @@ import pytest
 from service.engine import reference
 from service.engine.backends import get_layer_kernel
 from service.engine.layer import LayerWeights
-from service.random_model import random_layer_weights
+from random_model import random_layer_weights
 
 torch = pytest.importorskip("torch", reason="torch not installed: the GPU backend needs PyTorch")
 from service.engine import gpu  # noqa: E402

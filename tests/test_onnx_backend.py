@@ -15,7 +15,7 @@ from service.engine.backends import DEFAULTS_FILE, get_layer_kernel  # noqa: E40
 from service.engine.layer import LayerWeights  # noqa: E402
 from service.families import build_model  # noqa: E402
 from service.onnx_export import export_artifact  # noqa: E402
-from service.random_model import make_random_classifier  # noqa: E402
+from random_model import make_random_classifier  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TOL = 1e-4
@@ -103,7 +103,7 @@ def test_layer_kernel_interface():
     name, kernel = get_layer_kernel("onnx")
     assert name == "onnx"
     rng = np.random.default_rng(1)
-    from service.random_model import random_layer_weights
+    from random_model import random_layer_weights
 
     for ds in (0, 5):
         w = LayerWeights.from_dict(random_layer_weights(rng, 12, 20, ds), "rnn.")

@@ -12,7 +12,7 @@ onnx = pytest.importorskip("onnx")
 
 from service.artifacts import ArtifactError, load_artifact  # noqa: E402
 from service.onnx_export import EXPORTERS, OPSET, export_artifact, export_model  # noqa: E402
-from service.random_model import make_random_classifier  # noqa: E402
+from random_model import make_random_classifier  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

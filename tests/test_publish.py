@@ -1,7 +1,7 @@
 """Publishing picks by dev accuracy (never test), records every candidate, and can let the model
 already published compete (--incumbent) without losing its earlier selection record."""
 from service.artifacts import load_artifact
-from service.random_model import make_random_classifier
+from random_model import make_random_classifier
 from training import publish
 
 

@@ -1,11 +1,15 @@
-"""Random-weight artifacts in the real format: for tests and benchmarks that need no trained model."""
+"""Random-weight artifacts in the real format: for tests and benchmarks that need no trained model.
+
+A test fixture, not part of the runtime package: tests import it as `random_model` (tests/ is on their
+path, like conftest), benchmarks from a source checkout as `tests.random_model`.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from .artifacts import write_artifact
+from service.artifacts import write_artifact
 
 DEFAULT_WORDS = ("the a an and of to is it this that film movie good bad great awful not very was "
                  "but with for as on at by from plot acting story boring funny . , ! ? ' n't 's").split()
