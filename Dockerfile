@@ -3,14 +3,14 @@
 #   docker run --rm -p 8000:8000 skimserve        # then: curl localhost:8000/readyz
 # Settings: SKIMSERVE_* environment variables (docs/api.md), e.g. -e SKIMSERVE_DEFAULT_MODEL=sst2-skim.
 
-# --- build: a wheel of the package (compiles the optional C kernel; needs a compiler) ---
+# --- build: a wheel of the runtime package service/ (compiles the optional C kernel; needs a compiler).
+#     training/ and benchmarks/ are not part of it: they run from a source checkout. ---
 FROM python:3.11-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md setup.py* ./
 COPY service ./service
-COPY training ./training
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 # --- runtime: slim, no compiler, non-root ---
@@ -29,6 +29,7 @@ RUN pip install /wheels/*.whl && rm -rf /wheels \
 WORKDIR /app
 # Models belong to root and are read-only for the server user: the checksums are verified at startup anyway.
 COPY models ./models
+RUN skimserve check --models-dir /app/models
 USER skimserve
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
