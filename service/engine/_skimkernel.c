@@ -1,4 +1,5 @@
-/* Compiled per-token Skim-LSTM / LSTM kernel for skimserve (CPython extension, no numpy headers).
+/* Compiled per-token Skim-LSTM / LSTM / skip-LSTM (d' = 0) kernel for skimserve (CPython extension, no numpy
+ * headers).
  *
  * Built by setup.py (`pip install -e .`) with -O3 and no -march flag: the AVX2+FMA functions are compiled
  * with a target attribute and chosen at run time (__builtin_cpu_supports); other CPUs run the portable
@@ -351,8 +352,10 @@ static inline float p_skim(float z_read, float z_skim) { return 1.0f / (1.0f + e
 /* ------------------------------------------------------------------ packed weights */
 
 /* The Python side passes one float32 blob holding every packed part and an int32 "meta" array:
- * meta = [version, e, d, ds, off_big_x, off_big_h, off_big_b, off_sx, off_sx_b, off_sh, off_wdh]
- * (offsets in floats; the skim-only ones are -1 for a plain LSTM layer, where ds = 0).  RB = r8(4d),
+ * meta = [version, e, d, ds, skims, off_big_x, off_big_h, off_big_b, off_sx, off_sx_b, off_sh, off_wdh]
+ * (offsets in floats; skims = 1 for a layer with a decision layer; the skim-only offsets are -1 for a plain
+ * LSTM layer, skims = 0 and ds = 0).  A skim layer with ds = 0 is a skip layer: a skimmed (skipped) step
+ * carries h and c over and costs only the decision (sh is empty, RS = 0).  RB = r8(4d),
  * RS = r8(4d'), RX = RS + 8 (the decision's two rows sit at RS, RS+1 of the small parts):
  *   big_x   panels of W_ih                      RB rows, K = e       (input projections as a GEMM)
  *   big_h   panels of W_hh                      RB rows, K = d
@@ -362,37 +365,38 @@ static inline float p_skim(float z_read, float z_skim) { return 1.0f / (1.0f + e
  *   sx_b    [bs ; 0 ; bd ; 0]                   RX
  *   sh      panels of Ws_hh                     RS rows, K = d: the small cell's recurrent part
  *   wdh     Wd[:, e:] (2 x d, row-major)        the decision's recurrent part (two dot products) */
-#define META_LEN 11
-#define META_VERSION 4
+#define META_LEN 12
+#define META_VERSION 5
 #define N_PARTS 7
 
 typedef struct {
-    int e, d, ds, RB, RS, RX;
+    int e, d, ds, skims, RB, RS, RX;
     const float *big_x, *big_h, *big_b, *sx, *sx_b, *sh, *wdh;
 } Weights;
 
 static int unpack(Py_buffer *blob, Py_buffer *meta, Weights *W)
 {
-    if (meta->len != META_LEN * 4) { PyErr_SetString(PyExc_ValueError, "meta: expected 11 int32"); return 0; }
+    if (meta->len != META_LEN * 4) { PyErr_SetString(PyExc_ValueError, "meta: expected 12 int32"); return 0; }
     const int32_t *m = (const int32_t *)meta->buf;
     if (m[0] != META_VERSION) { PyErr_SetString(PyExc_ValueError, "meta: packing version mismatch"); return 0; }
-    const int e = m[1], d = m[2], ds = m[3];
-    if (e <= 0 || d <= 0 || ds < 0 || ds >= d || e > (1 << 20) || d > (1 << 20)) {
+    const int e = m[1], d = m[2], ds = m[3], skims = m[4];
+    if (e <= 0 || d <= 0 || ds < 0 || ds >= d || e > (1 << 20) || d > (1 << 20) || (skims != 0 && skims != 1) ||
+        (!skims && ds)) {
         PyErr_SetString(PyExc_ValueError, "meta: bad sizes");
         return 0;
     }
-    W->e = e; W->d = d; W->ds = ds; W->RB = r8(4 * d);
-    W->RS = ds ? r8(4 * ds) : 0;
-    W->RX = ds ? W->RS + 8 : 0;
+    W->e = e; W->d = d; W->ds = ds; W->skims = skims; W->RB = r8(4 * d);
+    W->RS = r8(4 * ds);
+    W->RX = skims ? W->RS + 8 : 0;
     const Py_ssize_t n = blob->len / 4;
     const float *base = (const float *)blob->buf;
     const Py_ssize_t RB = W->RB, RX = W->RX;
     const Py_ssize_t sizes[N_PARTS] = {RB * e, RB * d, RB, RX * e, RX, W->RS * d, 2 * (Py_ssize_t)d};
     const float **dst[N_PARTS] = {&W->big_x, &W->big_h, &W->big_b, &W->sx, &W->sx_b, &W->sh, &W->wdh};
     for (int i = 0; i < N_PARTS; i++) {
-        const Py_ssize_t off = m[4 + i];
+        const Py_ssize_t off = m[5 + i];
         *dst[i] = NULL;
-        if (i >= 3 && ds == 0) continue;           /* plain LSTM: no skim parts */
+        if (i >= 3 && !skims) continue;            /* plain LSTM: no skim parts */
         if (off < 0 || off + sizes[i] > n) {
             PyErr_Format(PyExc_ValueError, "meta: part %d out of the blob", i);
             return 0;
@@ -429,7 +433,8 @@ static inline size_t r16(size_t n) { return (n + 15) & ~(size_t)15; }  /* 64-byt
  * Every step: the decision's logits z = XS[t][RS:RS+2] + Wd_h h_{t-1} (two dot products) and the small
  * cell's gate inputs S = XS[t][:RS] + Ws_hh h_{t-1} (one small matvec, independent of the decision: both
  * run together), p_skim, the decision; then a skim step applies the small cell's gates to S (h[:d'], c[:d']
- * change) and a read step runs the big cell in the cheaper of two forms:
+ * change; with d' = 0, a skip layer, there is no small cell: the step is the decision only, h and c carry
+ * over) and a read step runs the big cell in the cheaper of two forms:
  *   (A) W_ih x_t + b, then + W_hh h_{t-1}: two matvecs streaming the big weights, nothing precomputed;
  *   (B) W_hh h_{t-1} on top of a precomputed input projection.  At a read step not yet covered, when at
  *       least pre_reads of the last CHUNK steps (this one included) were reads, the input projections of
@@ -459,14 +464,14 @@ static int skim_loop(const Weights *W, const float *x, int T, float thr, const u
         const float *xs = XS + (size_t)tb * RX;
         float z0, z1;
         dot2(W->wdh, W->wdh + d, h, d, &z0, &z1);
-        mv(W->sh, RS, d, h, xs, S);
+        if (ds) mv(W->sh, RS, d, h, xs, S);
         const float ps = p_skim(xs[RS] + z0, xs[RS + 1] + z1);
         const int sk = mask ? (mask[t] != 0) : (ps > thr);
         p[t] = ps;
         skim[t] = (uint8_t)sk;
         recent = ((recent << 1) | (unsigned)!sk) & ((1u << CHUNK) - 1);
         if (sk) {
-            gates(S, ds, c, h);            /* only h[:d'], c[:d'] change */
+            if (ds) gates(S, ds, c, h);    /* only h[:d'], c[:d'] change; d' = 0 (skip): nothing does */
         } else {
             if (t >= pre_to && __builtin_popcount(recent) >= pre_reads) {
                 const int n = T - t < CHUNK ? T - t : CHUNK;
@@ -550,17 +555,17 @@ static PyObject *py_run(PyObject *self, PyObject *args)
     if (!need(&x, (Py_ssize_t)T * W.e * 4, "x") || !need(&hs, (Py_ssize_t)T * W.d * 4, "hs") ||
         !need(&sk, T, "skim") || !need(&p, (Py_ssize_t)T * 4, "p"))
         goto done;
-    if (mask.len != 0 && (W.ds == 0 || !need(&mask, T, "mask"))) {
-        if (W.ds == 0) PyErr_SetString(PyExc_ValueError, "forced decisions need a skim layer");
+    if (mask.len != 0 && (!W.skims || !need(&mask, T, "mask"))) {
+        if (!W.skims) PyErr_SetString(PyExc_ValueError, "forced decisions need a skim layer");
         goto done;
     }
-    const int dense = W.ds == 0 || (mask.len == 0 && !(thr < 1.0f));   /* !(thr < 1): thr >= 1 or NaN */
+    const int dense = !W.skims || (mask.len == 0 && !(thr < 1.0f));   /* !(thr < 1): thr >= 1 or NaN */
     int rc, n_pre = -1;
     Py_BEGIN_ALLOW_THREADS
     if (dense) {
         memset(sk.buf, 0, (size_t)T);
-        if (W.ds == 0) memset(p.buf, 0, (size_t)T * 4);
-        rc = dense_loop(&W, x.buf, T, W.ds != 0, hs.buf, p.buf);
+        if (!W.skims) memset(p.buf, 0, (size_t)T * 4);
+        rc = dense_loop(&W, x.buf, T, W.skims, hs.buf, p.buf);
     } else {
         rc = skim_loop(&W, x.buf, T, thr, mask.len ? (const uint8_t *)mask.buf : NULL, pre_reads, hs.buf, sk.buf,
                        p.buf, &n_pre);

@@ -14,6 +14,9 @@ same decisions (skim iff float32(p_skim) > float32(threshold)), hidden states wi
   tokens as one GEMM, then W_hh h per step). Otherwise the per-token skim loop, which also chooses per
   read step between streaming the big input weights for that token and a GEMM over the next tokens'
   input projections when reads come in runs (see skim_loop in the C source).
+- A skip layer (a skim layer with d' = 0, family skip-lstm) runs the same loop: a skipped step computes
+  only the decision (its input part comes from one GEMM per block of tokens, plus two dot products with
+  h_{t-1}) and carries h and c over; nothing of the big cell runs.
 - The GIL is released while the C code runs (the API serves requests from a thread pool).
 - run_layer_forced(w, x, skim) runs the skim loop with given decisions (benchmarks: forced skim rates).
 
@@ -31,7 +34,7 @@ from .layer import LayerOutput, LayerWeights
 
 NAME = "fast"
 PANEL = 64
-META_VERSION = 4
+META_VERSION = 5  # 5: meta gained `skims` (a skim layer may have d' = 0: a skip layer)
 N_PARTS = 7
 # A read step precomputes the input projections of the next 6 tokens (form B, see skim_loop in the C
 # source) when at least PRE_READS of the last 6 steps were reads; set from benchmarks/kernels.py runs.
@@ -73,7 +76,7 @@ class Packed:
             _panels(w.W_hh),                                      # big_h
             _padded(w.b, RB),                                     # big_b
         ]
-        if w.skims:
+        if w.skims:  # d' = 0 (a skip layer): the small-cell parts are empty, the decision rows sit at RS = 0
             RS = _r8(4 * ds)
             sx = np.zeros((RS + 8, e), np.float32)      # input parts: small cell, then the decision at RS
             sx[:4 * ds] = w.Ws_ih
@@ -90,7 +93,7 @@ class Packed:
         self.blob = np.zeros(pos + 8, np.float32)
         for off, a in zip(offsets, parts):
             self.blob[off:off + a.size] = a
-        self.meta = np.array([META_VERSION, e, d, ds, *offsets], np.int32)
+        self.meta = np.array([META_VERSION, e, d, ds, int(w.skims), *offsets], np.int32)
 
     @property
     def nbytes(self) -> int:
