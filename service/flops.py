@@ -60,3 +60,16 @@ def layer_cost(e: int, d: int, d_small: int, tokens: int, skimmed: int, skims: b
         return LayerCost(tokens, 0, full, full)
     flops = (tokens - skimmed) * read_flops(e, d) + skimmed * skim_flops(e, d, d_small) + tokens * decision_flops(e, d)
     return LayerCost(tokens, skimmed, flops, full)
+
+
+def attention_flops(context_tokens: int, question_tokens: int, e: int) -> int:
+    """The LSTM+Att reader's question attention (paid by skim and dense models alike):
+    per context word x.w1 and x*w3 (3e) and x*u (e); per question word q.w2 (2e); per pair the bilinear
+    term (2e), two adds, a softmax (3: exp, sum, divide) and the weighted sum of q (2e)."""
+    T, J = context_tokens, question_tokens
+    return T * 4 * e + J * 2 * e + T * J * (4 * e + 5)
+
+
+def span_head_flops(context_tokens: int, width: int) -> int:
+    """Start and end logits: two (width -> 1) linear maps per context token."""
+    return context_tokens * 2 * (2 * width + 1)

@@ -38,8 +38,14 @@ FLOP_REDUCTION = Histogram(
     "skimserve_flop_reduction", "flops_full / flops per text (1.0 = no savings).",
     ["model"], buckets=[0.9, 0.95, 1.0, 1.1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10])
 THRESHOLD = Histogram(
-    "skimserve_threshold", "Skim threshold used by a classify request (0..1), per request.",
+    "skimserve_threshold", "Skim threshold of a request (0..1), per request (QA: per layer threshold).",
     ["model"], buckets=[0.0, *_STEP_05])
+LAYER_TOKENS = Counter(
+    "skimserve_layer_tokens_total", "Layer-steps by layer (and direction) and decision: read or skim.",
+    ["model", "layer", "decision"])
+LAYER_SKIM_RATE = Histogram(
+    "skimserve_layer_skim_rate", "Share of a request's steps skimmed in one layer/direction (0..1).",
+    ["model", "layer"], buckets=_STEP_05)
 INFLIGHT = Gauge("skimserve_inflight_requests", "HTTP requests being handled (excluding /metrics).",
                  multiprocess_mode="livesum")
 QUEUE_DEPTH = Gauge("skimserve_queue_depth", "Model jobs waiting for a pool thread.",
@@ -78,6 +84,11 @@ def record_cost(model: str, cost) -> None:
     FLOP_REDUCTION.labels(model=model).observe(cost.flop_reduction)
     if cost.tokens:
         TOKEN_LATENCY.labels(model=model).observe(cost.latency_ms / 1000.0 / cost.tokens)
+    if len(cost.per_layer) > 1:  # single-layer models: the model-wide series above say it all
+        for layer in cost.per_layer:
+            LAYER_TOKENS.labels(model=model, layer=layer["layer"], decision="read").inc(layer["tokens"] - layer["skimmed"])
+            LAYER_TOKENS.labels(model=model, layer=layer["layer"], decision="skim").inc(layer["skimmed"])
+            LAYER_SKIM_RATE.labels(model=model, layer=layer["layer"]).observe(layer["skim_rate"])
 
 
 record_classification = record_cost  # the name before tasks other than classify existed

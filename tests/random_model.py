@@ -46,3 +46,28 @@ def make_random_classifier(folder: str | Path, e: int = 16, d: int = 24, d_small
         "training": {"command": f"random weights, seed {seed}", "data": None, **(training or {})},
     }
     return write_artifact(folder, manifest, weights, vocab)
+
+
+def make_random_reader(folder: str | Path, e: int = 8, d: int = 10, d_small: int = 3, seed: int = 0,
+                       words: tuple[str, ...] = DEFAULT_WORDS, name: str | None = None) -> dict:
+    """A QA reader (task 'qa'): attention + two bidirectional layers (l0.fw, l0.bw, l1.fw, l1.bw) + span heads,
+    in the layout of the shipped squad models. d_small=0: plain LSTM layers."""
+    from service.manifest import new_manifest
+
+    rng = np.random.default_rng(seed)
+    vocab = ["<pad>", "<unk>", *words, "café", "naïve", "über"]
+    weights = {"embedding": rng.standard_normal((len(vocab), e)).astype(np.float32),
+               "att.w": (rng.standard_normal(3 * e) * 0.5).astype(np.float32)}
+    layers = []
+    for depth, e_in in ((0, 3 * e), (1, 2 * d)):
+        for direction, short in (("forward", "fw"), ("backward", "bw")):
+            layers.append({"name": f"l{depth}.{short}", "direction": direction})
+            weights.update(random_layer_weights(rng, e_in, d, d_small, prefix=f"l{depth}.{short}."))
+    for head in ("start", "end"):
+        weights[f"{head}.w"] = rng.standard_normal(2 * d).astype(np.float32)
+        weights[f"{head}.b"] = np.zeros(1, np.float32)
+    manifest = new_manifest(name or Path(folder).name, "qa", "skim-lstm" if d_small else "lstm",
+                            sizes={"embed": e, "hidden": d, "small_hidden": d_small, "layers": 2, "directions": 2},
+                            layers=layers, default_threshold=0.5, version="0-random", max_answer_tokens=5,
+                            training={"command": f"random weights, seed {seed}"})
+    return write_artifact(folder, manifest, weights, vocab)

@@ -12,8 +12,8 @@ from ..dataplane import Dataplane
 from ..registry import Registry
 from .body import read_json
 from .errors import RETRY_AFTER_S, ApiError
-from .schemas import (THRESHOLD_DOC, BatchClassifyResponse, ClassifyRequest, ClassifyResponse, ErrorBody, Health,
-                      ModelDetail, ModelList, Readiness)
+from .schemas import (THRESHOLD_DOC, BatchClassifyResponse, BatchQAResponse, ClassifyRequest, ClassifyResponse,
+                      ErrorBody, Health, ModelDetail, ModelList, QARequest, QAResponse, Readiness)
 
 router = APIRouter()
 
@@ -66,6 +66,48 @@ async def classify(
     dp, entry = dataplane_entry(request, "classify", model)
     body = await read_body(request, ClassifyRequest)
     return await dp.run(entry, body, dp.params(entry, threshold, explain))
+
+
+QA_ERRORS = {**ERRORS, 413: {"model": ErrorBody, "description": "Context or question over the byte or token "
+                                                                  "limit, batch over the batch limit, or body too large."},
+             422: {"model": ErrorBody, "description": "Empty or whitespace context or question, a missing field, "
+                                                       "threshold(s) outside [0, 1] or not numbers, or as many "
+                                                       "thresholds as the model has layers not given."}}
+THRESHOLDS_DOC = ("One threshold per layer, lowest first, comma-separated (e.g. 0.5,0.3 skims the upper layer "
+                  "harder); both directions of a layer share it. Overrides `threshold`.")
+
+
+def parse_thresholds(raw: str | None) -> list[float] | None:
+    if raw is None:
+        return None
+    try:
+        values = [float(v) for v in raw.split(",")]
+    except ValueError:
+        raise ApiError(422, "invalid_threshold", f"thresholds={raw!r}: expected numbers separated by commas") from None
+    if not all(0.0 <= v <= 1.0 for v in values):  # NaN fails this too
+        raise ApiError(422, "invalid_threshold", f"thresholds={raw!r}: every value must be in [0, 1]")
+    return values
+
+
+@router.post(
+    "/qa", response_model=QAResponse | BatchQAResponse, response_model_exclude_none=True,
+    summary="Answer a question from a context (extractive), at a per-request skim threshold", responses=QA_ERRORS,
+    openapi_extra=_body_schema(QARequest),
+)
+async def qa(
+    request: Request,
+    threshold: float | None = Query(None, ge=0.0, le=1.0, allow_inf_nan=False, description=THRESHOLD_DOC),
+    thresholds: str | None = Query(None, description=THRESHOLDS_DOC, examples=["0.5,0.3"]),
+    model: str | None = Query(None, description=MODEL_DOC),
+    explain: bool = Query(False, description="Add each context token's read/skim decision per layer."),
+):
+    """Finds the answer span in the context: `answer` is exactly `context[start:end]` of the context as sent.
+    The cost (tokens = layer-steps, skimmed, skim_rate, flops, flops_full, flop_reduction, latency_ms,
+    per_token_us) comes in total and per layer and direction (`per_layer`)."""
+    dp, entry = dataplane_entry(request, "qa", model)
+    per_layer = parse_thresholds(thresholds)
+    body = await read_body(request, QARequest)
+    return await dp.run(entry, body, dp.params(entry, per_layer if per_layer is not None else threshold, explain))
 
 
 def _registry(request: Request) -> Registry:

@@ -34,6 +34,38 @@ class ClassifyRequest(BaseModel):
         return [self.text] if self.text is not None else list(self.texts)
 
 
+class QAItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    context: StrictStr = Field(description="The paragraph to find the answer in.")
+    question: StrictStr
+
+
+class QARequest(BaseModel):
+    """Exactly one of `context` + `question` (one question) or `items` (a batch)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"context": "The Amazon rainforest covers much of the Amazon basin of South America.",
+                      "question": "What does the Amazon rainforest cover?"}]})
+
+    context: StrictStr | None = None
+    question: StrictStr | None = None
+    items: list[QAItem] | None = Field(None, description="A batch of {context, question}, answered with one threshold.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        single = self.context is not None or self.question is not None
+        if single == (self.items is not None):
+            raise ValueError("give either 'context' and 'question' (strings) or 'items' (a list of them)")
+        if single and (self.context is None or self.question is None):
+            raise ValueError("give both 'context' and 'question'")
+        return self
+
+    def as_list(self) -> list[tuple[str, str]]:
+        if self.items is not None:
+            return [(i.context, i.question) for i in self.items]
+        return [(self.context, self.question)]
+
+
 class TokenDecision(BaseModel):
     token: str = Field(description="The token as the model saw it (lower-cased).")
     start: int = Field(description="Character offset of the token in the (NFC-normalised) text.")
@@ -61,6 +93,59 @@ class ModelRef(BaseModel):
     version: str
     kernel: str = Field(description="Layer kernel serving the model (reference, fast, onnx, torch-cuda, ...).")
     threshold: float = Field(description="The threshold used.")
+
+
+class LayerCost(BaseModel):
+    layer: str = Field(description="Layer name, e.g. l0.fw (layer 0, forward) or l1.bw.")
+    direction: Literal["forward", "backward"]
+    threshold: float
+    tokens: int
+    skimmed: int
+    skim_rate: float
+    flops: int
+    flops_full: int
+    flop_reduction: float
+    latency_ms: float
+    per_token_us: float
+
+
+class QATokenDecision(BaseModel):
+    token: str
+    start: int = Field(description="Character offset of the token in the context as sent.")
+    end: int
+    in_answer: bool
+    decisions: dict[str, Literal["read", "skim"]] = Field(description="Per layer/direction.")
+    p_skim: dict[str, float]
+
+
+class QAAnswer(BaseModel):
+    answer: str = Field(description="The answer: exactly context[start:end] of the context as sent.")
+    start: int = Field(description="Character offset of the answer's start in the context as sent.")
+    end: int = Field(description="Character offset just after the answer.")
+    score: float = Field(description="p_start(first token) * p_end(last token) under the model.")
+    context_tokens: int = Field(description="Tokens in the context.")
+    tokens: int = Field(description="Layer-steps: context tokens x layers x directions.")
+    skimmed: int = Field(description="Layer-steps that went through a small (skim) cell.")
+    skim_rate: float
+    flops: int = Field(description="FLOPs of the request (attention, every layer, the span heads).")
+    flops_full: int = Field(description="FLOPs of the same model with every step read.")
+    flop_reduction: float
+    latency_ms: float = Field(description="Wall time of the model part (tokenization and HTTP excluded).")
+    per_token_us: float = Field(description="latency_ms per layer-step, in microseconds.")
+    per_layer: list[LayerCost]
+    explanation: list[QATokenDecision] | None = None
+
+
+class QARef(ModelRef):
+    threshold: float | list[float] = Field(description="The threshold used (a list: one per layer, lowest first).")
+
+
+class QAResponse(QARef, QAAnswer):
+    """One question: the model reference and the answer, flat."""
+
+
+class BatchQAResponse(QARef):
+    results: list[QAAnswer]
 
 
 class ClassifyResponse(ModelRef, Classification):

@@ -8,6 +8,7 @@ its backend, chosen once at load time.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +51,7 @@ class LayerResult:
     layer: Layer
     out: LayerOutput
     threshold: float
+    seconds: float = 0.0
 
     @property
     def cost(self) -> LayerCost:
@@ -113,8 +115,9 @@ class LayerStack:
         for depth, thr in zip(self.depths, self.thresholds_for(threshold)):
             outs = []
             for layer in self.by_depth(depth):
+                t0 = time.perf_counter()
                 out = layer.run(x, thr)
-                results.append(LayerResult(layer, out, thr))
+                results.append(LayerResult(layer, out, thr, time.perf_counter() - t0))
                 outs.append(out.hs)
             x = outs[0] if len(outs) == 1 else np.ascontiguousarray(np.concatenate(outs, axis=1))
         return x, results

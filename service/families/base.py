@@ -56,7 +56,10 @@ def stack_cost(results: list[LayerResult], extra_flops: int, seconds: float) -> 
         lc = r.cost
         per_layer.append({"layer": r.layer.name, "direction": r.layer.spec.direction, "threshold": r.threshold,
                           "tokens": lc.tokens, "skimmed": lc.skimmed, "skim_rate": lc.skim_rate,
-                          "flops": lc.flops, "flops_full": lc.flops_full})
+                          "flops": lc.flops, "flops_full": lc.flops_full,
+                          "flop_reduction": lc.flops_full / lc.flops if lc.flops else 1.0,
+                          "latency_ms": 1000.0 * r.seconds,
+                          "per_token_us": 1e6 * r.seconds / lc.tokens if lc.tokens else 0.0})
         tokens += lc.tokens
         skimmed += lc.skimmed
         flops += lc.flops

@@ -18,6 +18,6 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-from . import classify  # noqa: E402,F401  (register the shipped tasks)
+from . import classify, qa  # noqa: E402,F401  (register the shipped tasks)
 
 __all__ = ["TASKS", "Params", "Task", "get_task", "register_task"]
