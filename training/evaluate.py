@@ -242,6 +242,13 @@ def main(argv=None):
     p.add_argument("--no-write", action="store_true", help="print only; do not write the card")
     args = p.parse_args(argv)
     folder = Path(args.model_dir)
+    if json.loads((folder / MANIFEST).read_text()).get("task") == "qa":  # QA readers: through the server
+        from . import evaluate_qa
+
+        return evaluate_qa.main([str(folder), "--split", args.split, "--kernel", args.kernel]
+                                + (["--data-dir", args.data_dir] if args.data_dir else [])
+                                + (["--limit", str(args.limit)] if args.limit else [])
+                                + (["--no-write"] if args.no_write else []))
     model = build_model(load_artifact(folder), kernel=args.kernel)
     man = model.manifest
     dataset = man["training"]["dataset"]
