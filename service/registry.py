@@ -98,10 +98,12 @@ class Registry:
 
     @staticmethod
     def pick_default(entries: list[ModelEntry], task: str | None = None) -> str | None:
-        """With no --default-model: the first model (by name) whose layers skim, so the dial does something;
-        else the first by name. Per task when asked for one."""
+        """With no --default-model: the first Skim-LSTM model by name, so the threshold dial does something;
+        else the first model that skims in another way (e.g. skip-lstm); else the first by name. Per task when
+        asked for one."""
         pool = sorted((e for e in entries if task is None or e.model.task == task), key=lambda e: e.name)
-        chosen = [e for e in pool if e.model.stack.skims] or pool
+        chosen = ([e for e in pool if e.model.cell == "skim-lstm"] or [e for e in pool if e.model.stack.skims]
+                  or pool)
         return chosen[0].name if chosen else None
 
     def _check_default(self, names) -> None:
