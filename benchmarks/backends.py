@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 from service.artifacts import load_artifact  # noqa: E402
 from service.engine.backends import DEFAULTS_FILE, get_layer_kernel  # noqa: E402
 from service.families.classifier import Classifier  # noqa: E402
-from service.random_model import make_random_classifier  # noqa: E402
+from tests.random_model import make_random_classifier  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

@@ -46,7 +46,8 @@ import numpy as np  # noqa: E402
 from service import flops as F  # noqa: E402
 from service.engine import fast, reference  # noqa: E402
 from service.engine.layer import LayerOutput, LayerWeights  # noqa: E402
-from service.random_model import random_layer_weights  # noqa: E402
+from service.cells.gated import lstm_step, sigmoid  # noqa: E402
+from tests.random_model import random_layer_weights  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -66,12 +67,12 @@ def reference_forced(w: LayerWeights, x: np.ndarray, mask: np.ndarray) -> LayerO
     hs, p = np.zeros((T, d), np.float32), np.zeros(T, np.float32)
     for t in range(T):
         z = w.Wd @ np.concatenate([x[t], h]) + w.bd
-        p[t] = reference._sigmoid(z[1] - z[0])
+        p[t] = sigmoid(z[1] - z[0])
         if mask[t]:
-            h_s, c_s = reference._lstm_step(w.Ws_ih, w.Ws_hh, w.bs, x[t], h, c[:ds])
+            h_s, c_s = lstm_step(w.Ws_ih, w.Ws_hh, w.bs, x[t], h, c[:ds])
             h, c = np.concatenate([h_s, h[ds:]]), np.concatenate([c_s, c[ds:]])
         else:
-            h, c = reference._lstm_step(w.W_ih, w.W_hh, w.b, x[t], h, c)
+            h, c = lstm_step(w.W_ih, w.W_hh, w.b, x[t], h, c)
         hs[t] = h
     return LayerOutput(hs, np.asarray(mask, bool), p)
 
@@ -83,13 +84,13 @@ def ort_lstm(w: LayerWeights, threads: int):
         from onnx import helper, numpy_helper
 
         from service.engine.onnx_backend import make_session
-        from service.onnx_export.layers import _reorder
+        from service.onnx_export.layers import onnx_gate_order
     except ImportError:
         return None
     d, e = w.hidden_size, w.input_size
-    W = _reorder(np.asarray(w.W_ih, np.float32), d)[None]
-    R = _reorder(np.asarray(w.W_hh, np.float32), d)[None]
-    B = np.concatenate([_reorder(np.asarray(w.b, np.float32), d), np.zeros(4 * d, np.float32)])[None]
+    W = onnx_gate_order(np.asarray(w.W_ih, np.float32), d)[None]
+    R = onnx_gate_order(np.asarray(w.W_hh, np.float32), d)[None]
+    B = np.concatenate([onnx_gate_order(np.asarray(w.b, np.float32), d), np.zeros(4 * d, np.float32)])[None]
     graph = helper.make_graph(
         [helper.make_node("LSTM", ["x", "W", "R", "B"], ["Y"], hidden_size=d)], "lstm",
         [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["T", 1, e])],

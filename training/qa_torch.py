@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .torch_models import _lstm_cell, skim_loss  # noqa: F401  (skim_loss re-exported for train_qa)
+from .torch_models import lstm_cell, skim_loss  # noqa: F401  (skim_loss re-exported for train_qa)
 
 LAYER_NAMES = ("l0.fw", "l0.bw", "l1.fw", "l1.bw")
 NEG = -1e30
@@ -122,8 +122,8 @@ class QAReader(nn.Module):
             gates = torch.baddbmm(pre[t], h, W_rec_t)
             z = gates[..., 4 * d + 4 * ds:]
             logp = F.log_softmax(z, dim=-1)
-            h_r, c_r = _lstm_cell(gates[..., :4 * d], c)
-            h_s, c_s = _lstm_cell(gates[..., 4 * d:4 * d + 4 * ds], c[..., :ds])
+            h_r, c_r = lstm_cell(gates[..., :4 * d], c)
+            h_s, c_s = lstm_cell(gates[..., 4 * d:4 * d + 4 * ds], c[..., :ds])
             h_s = torch.cat([h_s, h[..., ds:]], dim=-1)
             c_s = torch.cat([c_s, c[..., ds:]], dim=-1)
             if training:

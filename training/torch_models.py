@@ -81,8 +81,8 @@ class SkimLSTMClassifier(nn.Module):
         for t in range(T):
             z = xd[:, t] + h @ Wd_h.t()
             logp = F.log_softmax(z, dim=-1)
-            h_r, c_r = _lstm_cell(xb[:, t] + h @ self.W_hh.t(), c)
-            h_s, c_s = _lstm_cell(xs[:, t] + h @ self.Ws_hh.t(), c[:, :ds])
+            h_r, c_r = lstm_cell(xb[:, t] + h @ self.W_hh.t(), c)
+            h_s, c_s = lstm_cell(xs[:, t] + h @ self.Ws_hh.t(), c[:, :ds])
             h_s = torch.cat([h_s, h[:, ds:]], dim=1)
             c_s = torch.cat([c_s, c[:, ds:]], dim=1)
             if self.training:
@@ -134,7 +134,7 @@ class SkimLSTMClassifier(nn.Module):
                 "head.W": self.head.weight, "head.b": self.head.bias}
 
 
-def _lstm_cell(gates, c):
+def lstm_cell(gates, c):
     i, f, g, o = gates.chunk(4, dim=-1)
     c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(c_new), c_new
@@ -147,8 +147,8 @@ def skim_step(pre_t, h, c, W_rec, gumbel_t, inv_tau, m, d: int, ds: int, hard: b
     gates = torch.addmm(pre_t, h, W_rec.t())
     z = gates[:, 4 * d + 4 * ds:]
     logp = F.log_softmax(z, dim=-1)
-    h_r, c_r = _lstm_cell(gates[:, :4 * d], c)
-    h_s, c_s = _lstm_cell(gates[:, 4 * d:4 * d + 4 * ds], c[:, :ds])
+    h_r, c_r = lstm_cell(gates[:, :4 * d], c)
+    h_s, c_s = lstm_cell(gates[:, 4 * d:4 * d + 4 * ds], c[:, :ds])
     h_s = torch.cat([h_s, h[:, ds:]], dim=1)
     c_s = torch.cat([c_s, c[:, ds:]], dim=1)
     soft = F.softmax((logp + gumbel_t) * inv_tau, dim=-1)

@@ -9,14 +9,14 @@ import numpy as np
 from ..engine.layer import LayerOutput, LayerWeights, decide
 
 
-def _sigmoid(z):
+def sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
 
 def lstm_step(W_ih, W_hh, b, x, h, c):
     n = W_hh.shape[0] // 4
     gates = W_ih @ x + W_hh @ h + b
-    i, f, g, o = _sigmoid(gates[:n]), _sigmoid(gates[n:2 * n]), np.tanh(gates[2 * n:3 * n]), _sigmoid(gates[3 * n:])
+    i, f, g, o = sigmoid(gates[:n]), sigmoid(gates[n:2 * n]), np.tanh(gates[2 * n:3 * n]), sigmoid(gates[3 * n:])
     c_new = f * c + i * g
     return (o * np.tanh(c_new)).astype(np.float32), c_new.astype(np.float32)
 
@@ -33,7 +33,7 @@ def run_reference(w: LayerWeights, x: np.ndarray, threshold: float) -> LayerOutp
         xt = x[t]
         if w.skims:
             z = w.Wd @ np.concatenate([xt, h]) + w.bd
-            p_skim[t] = _sigmoid(z[1] - z[0])
+            p_skim[t] = sigmoid(z[1] - z[0])
             skim[t] = decide(p_skim[t], threshold)
         if skim[t]:
             # small cell sees the whole h_{t-1} but updates only the first d' units

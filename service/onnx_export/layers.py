@@ -27,7 +27,8 @@ from .graph import GraphBuilder
 ONNX_GATE_ORDER = (0, 3, 1, 2)   # ours i,f,g,o -> ONNX i,o,f,c
 
 
-def _reorder(a: np.ndarray, d: int) -> np.ndarray:
+def onnx_gate_order(a: np.ndarray, d: int) -> np.ndarray:
+    """Gate blocks from ours (i, f, g, o) to ONNX's (i, o, f, c)."""
     return np.concatenate([a[k * d:(k + 1) * d] for k in ONNX_GATE_ORDER], axis=0)
 
 
@@ -49,9 +50,9 @@ def _seq_len(gb: GraphBuilder, x: str) -> tuple[str, str]:
 def _dense_layer(gb: GraphBuilder, w: LayerWeights, x: str, hint: str) -> dict[str, str]:
     d = w.hidden_size
     t1, t0 = _seq_len(gb, x)
-    W = gb.const(_reorder(_f32(w.W_ih), d)[None], f"{hint}_W")
-    R = gb.const(_reorder(_f32(w.W_hh), d)[None], f"{hint}_R")
-    B = gb.const(np.concatenate([_reorder(_f32(w.b), d), np.zeros(4 * d, np.float32)])[None], f"{hint}_B")
+    W = gb.const(onnx_gate_order(_f32(w.W_ih), d)[None], f"{hint}_W")
+    R = gb.const(onnx_gate_order(_f32(w.W_hh), d)[None], f"{hint}_R")
+    B = gb.const(np.concatenate([onnx_gate_order(_f32(w.b), d), np.zeros(4 * d, np.float32)])[None], f"{hint}_B")
     nonempty = gb.op("Greater", [t0, gb.const(np.array(0, np.int64), "zero_i64")], hint=f"{hint}_nonempty")
 
     run = gb.sub(f"{hint}_lstm")
