@@ -86,6 +86,9 @@ def test_cost_identical_whichever_backend(models, name):
         a, b = ref.classify(text, thr), onx.classify(text, thr)
         for k in ("tokens", "skimmed", "flops", "flops_full", "per_layer"):
             ca, cb = a.cost.as_dict()[k], b.cost.as_dict()[k]
+            if k == "per_layer":  # timings differ; counts may not
+                ca, cb = ([{f: v for f, v in x.items() if f not in ("latency_ms", "per_token_us")} for x in c]
+                          for c in (ca, cb))
             assert ca == cb, (k, ca, cb)
         assert a.label == b.label
 

@@ -46,9 +46,9 @@ class Classifier(ServedModel):
         return F.head_flops(self.stack.output_size, len(self.labels))
 
     def forward_all(self, ids: np.ndarray, threshold: float) -> tuple[np.ndarray, list[LayerResult]]:
-        if self.runner is not None:
-            logits, out = self.runner.forward(ids, threshold)
-            return logits, [LayerResult(self.stack.layers[0], out, float(threshold))]
+        if self.runner is not None:  # one graph: its whole time is the layer's
+            (logits, out), seconds = timed(self.runner.forward, ids, threshold)
+            return logits, [LayerResult(self.stack.layers[0], out, float(threshold), seconds)]
         top, results = self.stack.run(self.embed(ids), threshold)
         h_last = top[-1] if len(ids) else np.zeros(self.stack.output_size, np.float32)
         return self.head_W @ h_last + self.head_b, results
