@@ -170,8 +170,7 @@ def test_deterministic(client):
 
 def test_openapi_docs(client):
     spec = client.get("/openapi.json").json()
-    assert set(spec["paths"]) == {"/classify", "/models", "/models/{name}", "/healthz", "/readyz", "/metrics"}
-    assert "/qa" not in spec["paths"]  # absent until a QA model family exists
+    assert set(spec["paths"]) == {"/classify", "/qa", "/models", "/models/{name}", "/healthz", "/readyz", "/metrics"}
     params = {p["name"]: p for p in spec["paths"]["/classify"]["post"]["parameters"]}
     assert "p_skim > threshold" in params["threshold"]["description"]
     assert "1.0 never skims" in params["threshold"]["description"]
