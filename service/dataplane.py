@@ -29,6 +29,9 @@ class Dataplane:
         """The named (or default) model, which must answer `task` (else 400 wrong_task)."""
         if not self.registry.ready:
             raise NotReady()
+        if name is None and not self.registry.names(task):
+            raise InputError(404, "no_model_for_task", f"no served model answers '{task}' "
+                                                       f"(served: {', '.join(self.registry.names()) or 'none'})")
         entry = self.registry.get(name, task)
         if entry.model.task != task:
             raise InputError(400, "wrong_task", f"model '{entry.name}' answers '{entry.model.task}', not '{task}' "

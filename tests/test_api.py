@@ -240,8 +240,12 @@ def test_threshold_error_names_the_parameter(client):
 def test_wrong_method_and_absent_paths(client):
     r = client.get("/classify")
     assert r.status_code == 405 and r.json()["code"] == "method_not_allowed"
-    r = client.post("/qa", json={"question": "?", "context": "x"})
+    r = client.post("/nope", json={"question": "?", "context": "x"})
     assert r.status_code == 404 and r.json()["code"] == "not_found"
+    r = client.post("/qa", json={"question": "?", "context": "x"})  # no QA model is served here
+    assert r.status_code == 404 and r.json()["code"] == "no_model_for_task"
+    r = client.post("/qa", params={"model": "tiny-skim"}, json={"question": "?", "context": "x"})
+    assert r.status_code == 400 and r.json()["code"] == "wrong_task"
 
 
 def test_still_serving_after_errors(client):

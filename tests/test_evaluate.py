@@ -47,7 +47,7 @@ def test_cards_table_has_one_row_per_card_with_every_column():
 
     models = Path(__file__).resolve().parent.parent / "models"
     lines = cards_table.table(models).splitlines()
-    cards = sorted(models.glob("*/card.json"))
+    cards = cards_table.classifier_cards(models)
     assert len(lines) == 2 + len(cards)
     widths = {line.count("|") for line in lines}
     assert len(widths) == 1  # header, rule and rows have the same number of cells
@@ -113,4 +113,6 @@ def test_readme_quotes_the_cards_table_as_committed():
     from training import cards_table
 
     root = Path(__file__).resolve().parent.parent
-    assert cards_table.table(root / "models") in (root / "README.md").read_text(encoding="utf-8")
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert cards_table.table(root / "models") in readme
+    assert cards_table.qa_table(root / "models") in readme

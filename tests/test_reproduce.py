@@ -12,7 +12,10 @@ from training import reproduce
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
-SHIPPED = sorted(p.parent.name for p in MODELS.glob("*/manifest.json"))
+# The models trained by training.train (classifiers); the QA readers (training.train_qa) and skip predictors
+# (training.skip_predictor) record their one command, which docs/qa-training.md and docs/skip-predictor.md give.
+SHIPPED = sorted(p.parent.name for p in MODELS.glob("*/manifest.json")
+                 if json.loads(p.read_text())["training"]["command"].startswith("python -m training.train "))
 WORK = "runs/reproduce"
 
 
