@@ -123,8 +123,10 @@ def test_session_options_explicit(monkeypatch):
     assert so.intra_op_num_threads == 1 and so.inter_op_num_threads == 1
     assert so.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
     assert so.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    monkeypatch.setenv(onnx_backend.THREADS_ENV, "2")
-    monkeypatch.setenv(onnx_backend.OPT_LEVEL_ENV, "basic")
+    from service.engine import backends
+
+    monkeypatch.setitem(backends.OPTIONS, "onnx_threads", 2)
+    monkeypatch.setitem(backends.OPTIONS, "onnx_opt_level", "basic")
     so = onnx_backend.session_options()
     assert so.intra_op_num_threads == 2
     assert so.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from .. import __version__, metrics
 from ..config import Settings
 from ..dataplane import Dataplane, Limits
+from ..engine.backends import configure as configure_backends
 from ..pool import WorkPool
 from ..registry import Registry, RegistryError
 from . import errors, routes
@@ -72,6 +73,8 @@ class MetricsMiddleware:
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
     """A registry that is already loaded (tests) is served as is; otherwise the startup loads it."""
     settings = settings or Settings.from_env()
+    configure_backends(onnx_threads=settings.onnx_threads, onnx_opt_level=settings.onnx_opt_level,
+                       torch_device=settings.torch_device)
     registry = registry or Registry(settings.models_dir, settings.kernel, settings.default_model)
 
     @asynccontextmanager
@@ -100,7 +103,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.state.settings = settings
     app.state.registry = registry
     app.state.limits = Limits(settings.max_text_bytes, settings.max_tokens, settings.max_batch,
-                              getattr(settings, "max_answer_tokens", 15))
+                              settings.max_answer_tokens)
     app.state.pool = WorkPool(settings.threads, settings.max_queue)
     app.state.dataplane = Dataplane(registry, app.state.pool, app.state.limits)
     errors.install(app)

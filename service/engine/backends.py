@@ -135,6 +135,18 @@ class TorchBackend(Backend):
 
 BACKENDS: dict[str, Backend] = {}
 
+# Backend options, from the server's Settings (service/config.py declares them; create_app calls configure);
+# the engine reads no environment variable itself.
+OPTIONS = {"onnx_threads": 1, "onnx_opt_level": "all", "torch_device": "cuda"}
+
+
+def configure(**options) -> None:
+    """Set backend options (onnx_threads, onnx_opt_level, torch_device) before models are built."""
+    unknown = set(options) - set(OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown backend options {sorted(unknown)} (known: {sorted(OPTIONS)})")
+    OPTIONS.update({k: v for k, v in options.items() if v is not None})
+
 
 def register_backend(backend: Backend) -> Backend:
     BACKENDS[backend.name] = backend

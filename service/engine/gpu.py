@@ -10,12 +10,11 @@
 
 torch is imported lazily: the runtime never needs it unless this kernel is chosen. TF32 is turned off
 so results match the float32 NumPy reference (to ~1e-5) and decisions are identical.
-The device comes from the kernel name (torch-cuda / torch-cpu), or $SKIMSERVE_TORCH_DEVICE
+The device comes from the kernel name (torch-cuda / torch-cpu), or the torch_device setting
 (e.g. "cuda:1") for torch-cuda.
 """
 from __future__ import annotations
 
-import os
 import threading
 
 import numpy as np
@@ -135,7 +134,9 @@ def run_layer_on(w: LayerWeights, x: np.ndarray, threshold: float, device="cuda"
 
 
 def run_layer(w: LayerWeights, x: np.ndarray, threshold: float) -> LayerOutput:
-    return run_layer_on(w, x, threshold, os.environ.get("SKIMSERVE_TORCH_DEVICE", "cuda"))
+    from .backends import OPTIONS  # the torch_device setting
+
+    return run_layer_on(w, x, threshold, OPTIONS["torch_device"])
 
 
 def run_layer_cpu(w: LayerWeights, x: np.ndarray, threshold: float) -> LayerOutput:

@@ -9,16 +9,15 @@ Two ways in, both behind the engine interface:
 - One layer (the layer-kernel interface run_layer(w, x, threshold) -> LayerOutput): a session per
   LayerWeights, built on first use and cached. For families without a whole-model exporter yet.
 
-Session options are set explicitly (SessionOptions): intra-op threads from $SKIMSERVE_ONNX_THREADS
+Session options are set explicitly (SessionOptions): intra-op threads from the onnx_threads setting
 (default 1: one request per core, the server parallelises across requests), inter-op threads 1,
-sequential execution, graph optimisation level from $SKIMSERVE_ONNX_OPT_LEVEL (default "all";
+sequential execution, graph optimisation level from the onnx_opt_level setting (default "all";
 "extended", "basic", "disable"), CPU execution provider. ORT sessions are safe to run from several
 threads at once.
 """
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from pathlib import Path
 
@@ -29,8 +28,6 @@ from .layer import LayerOutput, LayerWeights
 
 NAME = "onnx"
 ONNX_FILE = "model.onnx"
-THREADS_ENV = "SKIMSERVE_ONNX_THREADS"
-OPT_LEVEL_ENV = "SKIMSERVE_ONNX_OPT_LEVEL"
 OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -41,10 +38,12 @@ log = logging.getLogger(__name__)
 
 
 def session_options(threads: int | None = None, opt_level: str | None = None) -> ort.SessionOptions:
-    threads = int(os.environ.get(THREADS_ENV, "1")) if threads is None else int(threads)
-    opt_level = os.environ.get(OPT_LEVEL_ENV, "all") if opt_level is None else opt_level
+    from .backends import OPTIONS  # the server's settings (onnx_threads, onnx_opt_level)
+
+    threads = int(OPTIONS["onnx_threads"]) if threads is None else int(threads)
+    opt_level = OPTIONS["onnx_opt_level"] if opt_level is None else opt_level
     if opt_level not in OPT_LEVELS:
-        raise ValueError(f"{OPT_LEVEL_ENV}={opt_level!r}: expected one of {sorted(OPT_LEVELS)}")
+        raise ValueError(f"onnx_opt_level={opt_level!r}: expected one of {sorted(OPT_LEVELS)}")
     so = ort.SessionOptions()
     so.intra_op_num_threads = max(1, threads)
     so.inter_op_num_threads = 1
