@@ -37,14 +37,12 @@ def make_random_classifier(folder: str | Path, e: int = 16, d: int = 24, d_small
     weights.update(random_layer_weights(rng, e, d, d_small))
     weights["head.W"] = rng.standard_normal((2, d)).astype(np.float32)
     weights["head.b"] = np.zeros(2, np.float32)
-    family = "skim-lstm" if d_small else "lstm"
-    manifest = {
-        "name": name or Path(folder).name, "version": "0-random", "task": "classify", "family": family,
-        "sizes": {"embed": e, "hidden": d, "small_hidden": d_small},
-        "labels": ["negative", "positive"], "default_threshold": 0.5,
-        "tokenizer": {"name": "skimserve-ptb-lower-v1"},
-        "training": {"command": f"random weights, seed {seed}", "data": None, **(training or {})},
-    }
+    from service.manifest import new_manifest
+
+    manifest = new_manifest(name or Path(folder).name, "classify", "skim-lstm" if d_small else "lstm",
+                            sizes={"embed": e, "hidden": d, "small_hidden": d_small}, labels=["negative", "positive"],
+                            version="0-random", tokenizer={"name": "skimserve-ptb-lower-v1"},
+                            training={"command": f"random weights, seed {seed}", "data": None, **(training or {})})
     return write_artifact(folder, manifest, weights, vocab)
 
 
