@@ -74,17 +74,21 @@ class TokenDecision(BaseModel):
     p_skim: float = Field(description="Decision probability; skimmed iff p_skim > threshold.")
 
 
-class Classification(BaseModel):
-    label: str
-    probabilities: dict[str, float]
-    tokens: int = Field(description="Tokens in the text.")
-    skimmed: int = Field(description="Tokens that went through the small (skim) cell.")
+class RequestCost(BaseModel):
+    """What one text or question cost (every task reports these)."""
+    tokens: int = Field(description="Tokens in the text; several layers: layer-steps (tokens x layers x directions).")
+    skimmed: int = Field(description="Tokens (layer-steps) that went through the small (skim) cell, or were skipped.")
     skim_rate: float = Field(description="skimmed / tokens.")
     flops: int = Field(description="FLOPs this request spent in the model (multiply-add = 2).")
-    flops_full: int = Field(description="FLOPs of the full LSTM on the same tokens (no skimming, no decision layer).")
+    flops_full: int = Field(description="FLOPs of the full model on the same tokens (every step read, no decision layer).")
     flop_reduction: float = Field(description="flops_full / flops (above 1 = savings).")
     latency_ms: float = Field(description="Wall time of the model part (tokenization and HTTP excluded).")
-    per_token_us: float = Field(description="latency_ms per token, in microseconds.")
+    per_token_us: float = Field(description="latency_ms per token (layer-step), in microseconds.")
+
+
+class Classification(RequestCost):
+    label: str
+    probabilities: dict[str, float]
     explanation: list[TokenDecision] | None = Field(None, description="Per-token decisions (explain=true).")
 
 
@@ -118,20 +122,12 @@ class QATokenDecision(BaseModel):
     p_skim: dict[str, float]
 
 
-class QAAnswer(BaseModel):
+class QAAnswer(RequestCost):
     answer: str = Field(description="The answer: exactly context[start:end] of the context as sent.")
     start: int = Field(description="Character offset of the answer's start in the context as sent.")
     end: int = Field(description="Character offset just after the answer.")
     score: float = Field(description="p_start(first token) * p_end(last token) under the model.")
-    context_tokens: int = Field(description="Tokens in the context.")
-    tokens: int = Field(description="Layer-steps: context tokens x layers x directions.")
-    skimmed: int = Field(description="Layer-steps that went through a small (skim) cell.")
-    skim_rate: float
-    flops: int = Field(description="FLOPs of the request (attention, every layer, the span heads).")
-    flops_full: int = Field(description="FLOPs of the same model with every step read.")
-    flop_reduction: float
-    latency_ms: float = Field(description="Wall time of the model part (tokenization and HTTP excluded).")
-    per_token_us: float = Field(description="latency_ms per layer-step, in microseconds.")
+    context_tokens: int = Field(description="Tokens in the context (the cost fields count layer-steps: x4).")
     per_layer: list[LayerCost]
     explanation: list[QATokenDecision] | None = None
 
