@@ -20,9 +20,14 @@ def table(models_dir: Path) -> str:
         default = "-" if card["model"]["family"] == "lstm" else card["default_threshold"]  # an LSTM never skims
         rows.append(f"| {card['model']['name']} | {default} | {100 * d['accuracy']:.2f} | {100 * d['skim_rate']:.1f} | "
                     f"{d['flop_reduction']:.2f}x | {d['per_token_us']:.2f} | {d['speedup_vs_t1']:.2f}x | "
-                    f"{100 * man['training']['dev_accuracy']:.2f} | {card['evaluation']['examples']}"
+                    f"{100 * dev_accuracy(man['training']):.2f} | {card['evaluation']['examples']}"
                     f"{' (limited)' if card['limit'] else ''} |")
     return "\n".join(rows)
+
+
+def dev_accuracy(training: dict) -> float:
+    """Dev accuracy at the default threshold (skip predictors record it under at_default)."""
+    return training["dev_accuracy"] if "dev_accuracy" in training else training["at_default"]["accuracy"]
 
 
 def cards(models_dir: Path, task: str) -> list[Path]:
