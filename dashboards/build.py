@@ -132,6 +132,46 @@ def variables():
             var("instance", "label_values(skimserve_inflight_requests, instance)", "Server")]
 
 
+LAYER = "skimserve_layer_tokens_total"
+QA_ONLY = f'max by (model) (skimserve_model_info{{task="qa", {SEL}}})'  # `and on (model) ...`: QA models only
+QA_REQ = f'endpoint="/qa", {SEL}'
+
+
+def qa_rows(L: Layout) -> None:
+    """The "Question answering" row: POST /qa and the per-layer series of multi-layer (QA) models.
+    Layers are named l<depth>.<fw|bw> (l0.fw, l0.bw, l1.fw, l1.bw); both directions of a layer share its threshold."""
+    L.row("Question answering")
+    L.add(timeseries("QA per-layer skim rate by layer", [
+        (f'sum by (layer) (rate({LAYER}{{decision="skim", {SEL}}}[{RI}])) / '
+         f'clamp_min(sum by (layer) (rate({LAYER}{{{SEL}}}[{RI}])), 1e-9)', "{{layer}} (steps)"),
+        (mean("skimserve_layer_skim_rate", by="layer"), "{{layer}} (mean per request)")],
+        unit="percentunit", min_=0, max_=1,
+        description="Share of layer-steps that went through the small cell, per layer and direction (l0 = "
+                    "first layer, l1 = second; fw/bw = direction). The paper's finding: higher layers skim more. "
+                    "thresholds=a,b skims layer 1 at b."), w=12)
+    L.add(timeseries("QA layer-steps read vs skimmed by layer", [
+        (f'sum by (layer, decision) (rate({LAYER}{{{SEL}}}[{RI}]))', "{{layer}} {{decision}}")],
+        unit="short", stack=True,
+        description="Layer-steps per second through the big cell (read) and small cell (skim), by layer and "
+                    "direction. One context token is one step in each of the four layer/directions."), w=12)
+    L.add(timeseries("/qa request latency p50 / p99", [
+        (q(0.5, REQ, "model", sel=QA_REQ), "p50 {{model}}"),
+        (q(0.99, REQ, "model", sel=QA_REQ), "p99 {{model}}")], unit="s",
+        description="End-to-end POST /qa latency quantiles (request duration histogram, endpoint=\"/qa\")."), w=8)
+    L.add(timeseries("QA FLOP reduction by model", [
+        (f'({mean("skimserve_flop_reduction")}) and on (model) {QA_ONLY}', "{{model}} mean"),
+        (f'({q(0.5, "skimserve_flop_reduction", "model")}) and on (model) {QA_ONLY}', "{{model}} p50")],
+        unit="x", description="flops_full / flops per question, QA models only (skimserve_model_info "
+                              "task=\"qa\"); the cost counts all four layer/directions plus attention and "
+                              "span heads. 1.0 = no savings."), w=8)
+    L.add(timeseries("QA per-token latency p50 by model", [
+        (f'({q(0.5, TOK, "model")}) and on (model) {QA_ONLY}', "p50 {{model}}")], unit="s",
+        description="Model wall time per layer-step of QA models (a context of T tokens is 4T steps)."), w=8)
+    L.add(heatmap("QA per-layer skim rate distribution (per request)",
+                  f'sum by (le) (increase(skimserve_layer_skim_rate_bucket{{{SEL}}}[{RI}]))',
+                  description="Histogram of per-request, per-layer skim rates (all layers)."), w=24)
+
+
 def overview() -> dict:
     L = Layout()
     L.row("Traffic")
@@ -180,6 +220,7 @@ def overview() -> dict:
         (f'sum by (decision) (rate(skimserve_tokens_total{{{SEL}}}[{RI}]))', "{{decision}}")],
         unit="short", stack=True, description="Tokens per second through the big cell (read) and small cell (skim)."),
         w=24)
+    qa_rows(L)
     L.row("Load")
     L.add(timeseries("Queue depth and in-flight requests", [
         (f'sum by (instance) (skimserve_queue_depth{{{INST}}})', "queue {{instance}}"),

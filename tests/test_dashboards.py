@@ -15,9 +15,12 @@ FIXED_METRICS = {
     "skimserve_request_duration_seconds", "skimserve_token_latency_seconds", "skimserve_skim_rate",
     "skimserve_tokens_total", "skimserve_flops_total", "skimserve_flop_reduction", "skimserve_threshold",
     "skimserve_inflight_requests", "skimserve_queue_depth", "skimserve_model_info",
+    "skimserve_layer_tokens_total", "skimserve_layer_skim_rate",
 }
 REQUIRED_TOPICS = ["request rate", "errors", "request latency", "per-token latency", "skim rate",
-                   "flop reduction", "threshold", "tokens read vs skimmed", "queue depth", "models side by side"]
+                   "flop reduction", "threshold", "tokens read vs skimmed", "queue depth", "models side by side",
+                   "per-layer skim rate by layer", "layer-steps read vs skimmed by layer", "/qa request latency",
+                   "qa flop reduction"]
 
 
 def _yaml_value(text, key):
@@ -60,6 +63,29 @@ def test_every_fixed_metric_is_on_a_dashboard():
     exprs = " ".join(e for d in build.load_dashboards().values() for _, e in build.panel_queries(d))
     for m in FIXED_METRICS:
         assert m in exprs, m
+
+
+def test_fixed_metrics_are_the_services():
+    """The names the dashboards may use are exactly the collectors service/metrics.py defines."""
+    src = (ROOT / "service" / "metrics.py").read_text()
+    defined = set(re.findall(r'^[A-Z_]+ = (?:Histogram|Counter|Gauge)\(\s*"(skimserve_[a-z_]+)"', src, re.M))
+    assert defined == FIXED_METRICS
+
+
+def test_question_answering_row():
+    d = build.load_dashboards()["skimserve-overview.json"]
+    panels = list(build.iter_panels(d))
+    rows = [i for i, p in enumerate(panels) if p["type"] == "row"]
+    start = next(i for i in rows if panels[i]["title"] == "Question answering")
+    end = next((i for i in rows if i > start), len(panels))
+    qa = {p["title"]: [t["expr"] for t in p["targets"]] for p in panels[start + 1:end]}
+    skim = qa["QA per-layer skim rate by layer"]
+    assert all("by (layer)" in e for e in skim) and any("skimserve_layer_tokens_total" in e for e in skim)
+    assert any("by (layer, decision)" in e for e in qa["QA layer-steps read vs skimmed by layer"])
+    lat = qa["/qa request latency p50 / p99"]
+    assert len(lat) == 2 and all('endpoint="/qa"' in e for e in lat)
+    assert lat[0].startswith("histogram_quantile(0.5,") and lat[1].startswith("histogram_quantile(0.99,")
+    assert all("skimserve_flop_reduction" in e and 'task="qa"' in e for e in qa["QA FLOP reduction by model"])
 
 
 def test_provisioning_points_at_dashboards():

@@ -1,8 +1,8 @@
 """Every dashboard panel's PromQL returns data from a real Prometheus scraping a real skimserve.
 
-Starts the service (tiny random models) and Debian's `prometheus` on free loopback ports with a temp data
-dir and a 1 s scrape interval, sends a bounded burst of requests across thresholds (plus a few bad
-requests), waits for two scrapes after the burst, then runs each panel query (Grafana variables
+Starts the service (tiny random classifiers and tiny random QA readers) and Debian's `prometheus` on free loopback ports with a temp data
+dir and a 1 s scrape interval, sends a bounded burst of /classify and /qa requests across thresholds
+(per-layer thresholds too, plus a few bad requests), waits for two scrapes after the burst, then runs each panel query (Grafana variables
 substituted) through /api/v1/query. Fails on any error or empty result. Skips only when the prometheus
 binary is not installed (`apt-get install -y prometheus`; .ci/run installs it).
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from random_model import make_random_classifier, make_random_reader
 
 from dashboards import build
 
@@ -26,10 +27,24 @@ PROMETHEUS = shutil.which("prometheus") or next(
 pytestmark = pytest.mark.skipif(PROMETHEUS is None,
                                 reason="prometheus binary not installed (apt-get install -y prometheus)")
 
+QA_LAYERS = {"l0.fw", "l0.bw", "l1.fw", "l1.bw"}
+QA = [("the film was not very good but the acting was great . the plot was boring .", "what was great ?"),
+      ("a café story : naïve , funny and great ! " * 6, "what was the story ?")]
 THRESHOLDS = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0]
 TEXTS = ["the film was not very good but the acting was great .",
          "a boring , awful movie with a bad plot and bad acting .",
          "funny and great ! " * 12]
+
+
+@pytest.fixture(scope="module")
+def models_with_readers(tmp_path_factory):
+    """The classifiers of conftest's random_models_dir plus a skim and a dense random QA reader."""
+    root = tmp_path_factory.mktemp("models-qa")
+    make_random_classifier(root / "tiny-skim", d_small=4, seed=1)
+    make_random_classifier(root / "tiny-lstm", d_small=0, seed=2)
+    make_random_reader(root / "tiny-reader-skim", d_small=3, seed=3)
+    make_random_reader(root / "tiny-reader", d_small=0, seed=4)
+    return root
 
 
 def _query(prom, expr):
@@ -49,11 +64,22 @@ def _burst(url):
             for model in ("tiny-skim", "tiny-lstm"):
                 r = c.post("/classify", params={"threshold": thr, "model": model}, json={"text": TEXTS[i % 3]})
                 assert r.status_code == 200, r.text
+        for i, thr in enumerate(THRESHOLDS):
+            for model in ("tiny-reader-skim", "tiny-reader"):
+                context, question = QA[i % 2]
+                r = c.post("/qa", params={"threshold": thr, "model": model},
+                           json={"context": context, "question": question})
+                assert r.status_code == 200, r.text
+        for params in ({"thresholds": "0.5,0.3"}, {"thresholds": "0.9,0.1"}, {}):
+            r = c.post("/qa", params={"model": "tiny-reader-skim", **params},
+                       json={"items": [{"context": ctx, "question": qu} for ctx, qu in QA]})
+            assert r.status_code == 200, r.text
         # a batch, a few errors (so the error panels have real series too) and the other endpoints
         for method, path, params, body in (
                 ("POST", "/classify", {"threshold": 0.5, "model": "tiny-skim"}, {"texts": TEXTS}),
                 ("POST", "/classify", {"threshold": 0.5, "model": "no-such-model"}, {"text": "x"}),
                 ("POST", "/classify", {"threshold": 7, "model": "tiny-skim"}, {"text": "x"}),
+                ("POST", "/qa", {"model": "tiny-reader-skim"}, {"context": " ", "question": "what ?"}),
                 ("GET", "/models", None, None), ("GET", "/healthz", None, None)):
             try:
                 c.request(method, path, params=params, json=body)
@@ -61,9 +87,9 @@ def _burst(url):
                 pass
 
 
-def test_every_panel_query_returns_data(random_models_dir, tmp_path):
+def test_every_panel_query_returns_data(models_with_readers, tmp_path):
     prom_port = free_port()
-    with running_server(random_models_dir, log=tmp_path / "server.log") as url:
+    with running_server(models_with_readers, log=tmp_path / "server.log") as url:
         target = url.removeprefix("http://")
         (tmp_path / "prometheus.yml").write_text(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
@@ -113,6 +139,13 @@ def test_every_panel_query_returns_data(random_models_dir, tmp_path):
                     if not r.json().get("data"):
                         failures.append(f"{fname} / variable {v['name']}: no values for {v['definition']}")
             assert checked > 20
+            # the QA row splits by the reader's four layer/directions, and only QA models feed it
+            _, body = _query(prom, 'sum by (layer, model) (skimserve_layer_tokens_total)')
+            series = {(r["metric"]["layer"], r["metric"]["model"]) for r in body["data"]["result"]}
+            assert {layer for layer, _ in series} == QA_LAYERS
+            assert {model for _, model in series} == {"tiny-reader-skim", "tiny-reader"}
+            _, body = _query(prom, 'sum by (model) (skimserve_request_duration_seconds_count{endpoint="/qa"})')
+            assert {r["metric"]["model"] for r in body["data"]["result"]} >= {"tiny-reader-skim", "tiny-reader"}
             assert not failures, "\n".join(failures)
         finally:
             stop(prom_proc)
