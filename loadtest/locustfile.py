@@ -3,22 +3,25 @@
 Users
   ShortTextUser  POST /classify with short SST-2-like sentences (SST-2 test split)
   LongTextUser   POST /classify with long IMDb-like reviews (IMDb test split)
-  QAUser         POST /qa with SQuAD test questions; only when SKIMSERVE_TASKS contains "qa"
+  QAUser         POST /qa with SQuAD v1.1 questions and their contexts (squad/test.json: 1,080 questions)
 Texts come from the test splits via training.data (data dir: $SKIMSERVE_DATA, else ../shared/data);
 if the data is missing, a small built-in text list is used (and said so on stderr).
 
 Environment
-  SKIMSERVE_TASKS        users to run, comma list of short,long,qa (default "short,long")
+  SKIMSERVE_TASKS        users to run, comma list of short,long,qa (default "short,long,qa")
   SKIMSERVE_THRESHOLDS   thresholds, comma list (default "1.0,0.7,0.5,0.3,0.1"). Each user cycles
                          through them, so every threshold gets the same share; one value = fixed.
+                         /qa gets it as ?threshold= (every skim layer, both directions).
   SKIMSERVE_MODEL        model name sent as ?model= (default: the server's default model)
   SKIMSERVE_SHORT_MODEL / SKIMSERVE_LONG_MODEL / SKIMSERVE_QA_MODEL   per-task override
   SKIMSERVE_TEXTS        texts sampled per task (default 400), seeded
   SKIMSERVE_WAIT         seconds between a user's requests (default 0: closed loop)
 
-Request names are "/classify short t=0.5" etc., so Locust's statistics (and its CSVs) are per task and
-threshold. With --csv PREFIX the run also writes PREFIX_skim.csv: per task/threshold, the server-reported
-skim rate, FLOP reduction, tokens and model per-token latency percentiles (from the response bodies).
+Request names are "/classify short t=0.5", "/qa qa t=0.5" etc., so Locust's statistics (and its CSVs) are
+per task and threshold. With --csv PREFIX the run also writes PREFIX_skim.csv: per task/threshold, the
+server-reported skim rate, FLOP reduction, tokens and model per-token latency percentiles (from the
+response bodies); for /qa, tokens are layer-steps (context tokens x 4) and the layer_skim_rates column
+holds the mean skim rate of each layer/direction ("l0.fw=0.41 l0.bw=0.40 l1.fw=0.62 l1.bw=0.60").
 """
 from __future__ import annotations
 
@@ -60,7 +63,7 @@ def env_list(name: str, default: str) -> list[str]:
     return [s.strip() for s in os.environ.get(name, default).split(",") if s.strip()]
 
 
-TASKS = set(env_list("SKIMSERVE_TASKS", "short,long"))
+TASKS = set(env_list("SKIMSERVE_TASKS", "short,long,qa"))
 THRESHOLDS = [float(t) for t in env_list("SKIMSERVE_THRESHOLDS", "1.0,0.7,0.5,0.3,0.1")]
 N_TEXTS = int(os.environ.get("SKIMSERVE_TEXTS", "400"))
 WAIT = float(os.environ.get("SKIMSERVE_WAIT", "0"))
@@ -133,6 +136,18 @@ def find(obj, key):
     return None
 
 
+def layer_skim_rates(body) -> dict[str, float]:
+    """{layer: skim_rate} of a /qa response (per_layer of the answer; a batch: of its first result)."""
+    if isinstance(body, dict) and "results" in body and body["results"]:
+        body = body["results"][0]
+    layers = body.get("per_layer") if isinstance(body, dict) else None
+    out = {}
+    for layer in layers or []:
+        if isinstance(layer, dict) and isinstance(layer.get("skim_rate"), (int, float)) and layer.get("layer"):
+            out[str(layer["layer"])] = float(layer["skim_rate"])
+    return out
+
+
 class SkimLog:
     """Server-reported cost per (task, threshold), collected from response bodies."""
 
@@ -144,11 +159,14 @@ class SkimLog:
 
     def add(self, task_name, model, threshold, body):
         vals = {k: find(body, k) for k in self.FIELDS}
+        layers = layer_skim_rates(body)
         with self.lock:
             row = self.rows[(task_name, model or "", threshold)]
             for k, v in vals.items():
                 if isinstance(v, (int, float)):
                     row[k].append(float(v))
+            for name, v in layers.items():
+                row["layer:" + name].append(v)
 
     def write(self, path: str | Path):
         import numpy as np
@@ -157,7 +175,7 @@ class SkimLog:
             w = csv.writer(f)
             w.writerow(["task", "model", "threshold", "responses", "skim_rate_mean", "flop_reduction_mean",
                         "tokens_mean", "per_token_us_p50", "per_token_us_p95", "per_token_us_p99",
-                        "model_ms_p50", "model_ms_p95"])
+                        "model_ms_p50", "model_ms_p95", "layer_skim_rates"])
             for (t, m, thr), row in sorted(self.rows.items()):
                 def stat(k, fn):
                     return f"{fn(np.asarray(row[k])):.6g}" if row.get(k) else ""
@@ -167,7 +185,9 @@ class SkimLog:
                             stat("per_token_us", lambda a: np.percentile(a, 95)),
                             stat("per_token_us", lambda a: np.percentile(a, 99)),
                             stat("latency_ms", lambda a: np.percentile(a, 50)),
-                            stat("latency_ms", lambda a: np.percentile(a, 95))])
+                            stat("latency_ms", lambda a: np.percentile(a, 95)),
+                            " ".join(f"{k.removeprefix('layer:')}={np.mean(v):.4g}"
+                                     for k, v in row.items() if k.startswith("layer:") and v)])
 
 
 SKIM_LOG = SkimLog()
@@ -234,7 +254,9 @@ class LongTextUser(_SkimUser):
 
 
 class QAUser(_SkimUser):
-    """SQuAD questions against POST /qa (body {"question", "context"}), once the server has a QA model."""
+    """SQuAD v1.1 test questions with their contexts (contexts of ~150 words) against POST /qa
+    (body {"context", "question"}); model: $SKIMSERVE_QA_MODEL, else $SKIMSERVE_MODEL, else the server's
+    default QA model."""
     abstract = "qa" not in TASKS
     kind = "qa"
 

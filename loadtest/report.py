@@ -4,9 +4,12 @@
   python loadtest/report.py RUN_DIR ... --out DIR --title "CPU vs GPU"
 
 Reads each run's locust_stats.csv (client-side request latency and throughput, per task and threshold:
-request names are "/classify <task> t=<threshold>"), locust_skim.csv (server-reported skim rate, FLOP
-reduction and model per-token latency) and meta.json (label, users, hardware). Writes into --out:
-  REPORT.md                 one table row per run x task x threshold, plus the hardware of each run
+see below), locust_skim.csv (server-reported skim rate, FLOP
+reduction and model per-token latency; for /qa runs also the skim rate per layer/direction) and meta.json
+(label, users, hardware). Request names are "/classify <task> t=<thr>" and "/qa qa t=<thr>". Writes into --out:
+  REPORT.md                 one table row per run x task x threshold, plus the hardware of each run; with
+                            /qa runs, a "Question answering: skim rate per layer" table (tokens there are
+                            layer-steps: context tokens x 4)
   latency_vs_threshold.png  request latency p50/p95/p99 vs threshold, one line per run
   throughput_vs_threshold.png
   per_token_vs_threshold.png  server-side model time per token (p50) vs threshold
@@ -51,6 +54,7 @@ class Row:
     tok_p50: float = math.nan
     tok_p95: float = math.nan
     model_ms_p50: float = math.nan
+    layers: dict = field(default_factory=dict)  # /qa: {layer: mean skim rate}
     extra: dict = field(default_factory=dict)
 
     @property
@@ -109,8 +113,40 @@ def load_run(run_dir: Path) -> tuple[dict, list[Row]]:
                 p95=_f(r["95%"]), p99=_f(r["99%"]), skim_rate=_f(s.get("skim_rate_mean")),
                 flop_reduction=_f(s.get("flop_reduction_mean")), tokens=_f(s.get("tokens_mean")),
                 tok_p50=_f(s.get("per_token_us_p50")), tok_p95=_f(s.get("per_token_us_p95")),
-                model_ms_p50=_f(s.get("model_ms_p50"))))
+                model_ms_p50=_f(s.get("model_ms_p50")), layers=parse_layers(s.get("layer_skim_rates"))))
     return meta, rows
+
+
+def parse_layers(text: str | None) -> dict[str, float]:
+    """'l0.fw=0.41 l0.bw=0.4 ...' (locust_skim.csv's layer_skim_rates) -> {layer: rate}."""
+    out = {}
+    for part in (text or "").split():
+        name, _, val = part.partition("=")
+        if name and val:
+            out[name] = _f(val)
+    return out
+
+
+def qa_layers_markdown(rows: list[Row]) -> list[str]:
+    """Per-layer skim rates of the /qa runs (empty when there are none): does the second layer skim more?"""
+    qa = [r for r in rows if r.layers]
+    if not qa:
+        return []
+    names = sorted({n for r in qa for n in r.layers})
+    out = ["## Question answering: skim rate per layer", "",
+           "Server-reported mean skim rate of each layer/direction (l0 = first layer, l1 = second; fw/bw = "
+           "direction) per /qa run and threshold; `tokens` in the results table are layer-steps.", "",
+           "| label | users | model | threshold | " + " | ".join(names) + " | l1 - l0 |",
+           "|---|---|---|---|" + "---|" * (len(names) + 1)]
+    for r in sorted(qa, key=lambda r: (r.label, r.users, r.model, -r.threshold)):
+        by_depth = {}
+        for n, v in r.layers.items():
+            by_depth.setdefault(n.split(".")[0], []).append(v)
+        diff = (sum(by_depth["l1"]) / len(by_depth["l1"]) - sum(by_depth["l0"]) / len(by_depth["l0"])
+                if "l0" in by_depth and "l1" in by_depth else math.nan)
+        out.append(f"| {r.label} | {r.users} | {r.model} | {r.threshold:g} | "
+                   + " | ".join(fmt(r.layers.get(n, math.nan), 2) for n in names) + f" | {fmt(diff, 2)} |")
+    return out + [""]
 
 
 def find_runs(paths: list[str]) -> list[Path]:
@@ -150,7 +186,8 @@ def markdown(metas: dict[str, dict], rows: list[Row], title: str) -> str:
                    f"{fmt(r.skim_rate, 2)} | {fmt(r.flop_reduction, 2)} | {fmt(r.tokens, 0)} | {fmt(r.p50, 0)} | "
                    f"{fmt(r.p95, 0)} | {fmt(r.p99, 0)} | {fmt(r.rps, 1)} | {fmt(r.rps_equiv, 1)} | {fmt(r.tok_p50, 1)} | "
                    f"{fmt(r.tok_p95, 1)} | {r.requests} | {r.failures} |")
-    out += ["", "Plots: latency_vs_threshold.png, throughput_vs_threshold.png, per_token_vs_threshold.png, "
+    out += [""] + qa_layers_markdown(rows)
+    out += ["Plots: latency_vs_threshold.png, throughput_vs_threshold.png, per_token_vs_threshold.png, "
             "skim_vs_noskim.png", ""]
     return "\n".join(out)
 

@@ -2,6 +2,7 @@
 
   python loadtest/run_headless.py --host http://127.0.0.1:8000 --name cpu-short-u1 \
       --users 1 --spawn-rate 1 --run-time 30s --tasks short --thresholds 1.0,0.5,0.3 --model sst2-skim
+  python loadtest/run_headless.py --name cpu-qa-u1 --tasks qa --qa-model squad-skim-lstm-att
 
 Writes loadtest/results/<name>/: locust_stats.csv, locust_stats_history.csv, locust_failures.csv,
 locust_exceptions.csv (Locust's own), locust_skim.csv (server-reported skim rate / per-token latency),
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="?model= for every task")
     ap.add_argument("--short-model", default=None)
     ap.add_argument("--long-model", default=None)
+    ap.add_argument("--qa-model", default=None, help="?model= of the qa task (/qa)")
     ap.add_argument("--label", default="", help="free text stored in meta.json, e.g. 'GPU torch-cuda'")
     ap.add_argument("--results-dir", default=str(RESULTS))
     ap.add_argument("--texts", type=int, default=None, help="texts sampled per task")
@@ -109,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, SKIMSERVE_TASKS=args.tasks)
     for key, val in (("SKIMSERVE_THRESHOLDS", args.thresholds), ("SKIMSERVE_MODEL", args.model),
                      ("SKIMSERVE_SHORT_MODEL", args.short_model), ("SKIMSERVE_LONG_MODEL", args.long_model),
+                     ("SKIMSERVE_QA_MODEL", args.qa_model),
                      ("SKIMSERVE_TEXTS", None if args.texts is None else str(args.texts))):
         if val is not None:
             env[key] = val
@@ -121,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             "spawn_rate": args.spawn_rate or args.users, "run_time_s": run_s, "tasks": args.tasks,
             "thresholds": env.get("SKIMSERVE_THRESHOLDS", "(locustfile default)"),
             "model": args.model, "short_model": args.short_model, "long_model": args.long_model,
+            "qa_model": args.qa_model,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "hardware": hardware(),
             "server_models": served_models(host), "command": " ".join(sys.argv)}
     t0 = time.time()

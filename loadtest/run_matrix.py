@@ -13,6 +13,12 @@ tiny random models tiny-skim / tiny-lstm when trained ones are missing; the choi
   dense-short-u1  short texts, dense LSTM, 1 user (no threshold effect)
   dense-long-u1   long texts, dense LSTM, 1 user
   dense-long-u8   long texts, dense LSTM, 8 concurrent users
+With --qa, also the /qa scenarios (squad-skim-lstm-att / squad-lstm-att, or the random readers
+tiny-reader-skim / tiny-reader when the trained ones are missing; SQuAD test questions):
+  skim-qa-u1      skim reader, 1 user, thresholds swept (one threshold for every layer)
+  skim-qa-u8      skim reader, 8 concurrent users, thresholds swept
+  dense-qa-u1     dense reader, 1 user
+  dense-qa-u8     dense reader, 8 concurrent users
 The kernel is chosen with the server's setting ($SKIMSERVE_KERNEL, see service/config.py).
 Safe to import (Locust imports every .py file under loadtest/).
 """
@@ -35,12 +41,17 @@ def pick_models(models_dir: Path) -> dict[str, str]:
     have = {p.name for p in models_dir.iterdir() if (p / "manifest.json").exists()}
     pick = {}
     for key, wanted, fallback in (("short_skim", "sst2-skim", "tiny-skim"), ("long_skim", "imdb-skim", "tiny-skim"),
-                                  ("short_dense", "sst2-lstm", "tiny-lstm"), ("long_dense", "imdb-lstm", "tiny-lstm")):
+                                  ("short_dense", "sst2-lstm", "tiny-lstm"), ("long_dense", "imdb-lstm", "tiny-lstm"),
+                                  ("qa_skim", "squad-skim-lstm-att", "tiny-reader-skim"),
+                                  ("qa_dense", "squad-lstm-att", "tiny-reader")):
         pick[key] = wanted if wanted in have else (fallback if fallback in have else "")
     return pick
 
 
-def scenarios(m: dict[str, str], users_many: int) -> list[dict]:
+MODEL_KEYS = ("short_model", "long_model", "qa_model")
+
+
+def scenarios(m: dict[str, str], users_many: int, qa: bool = False) -> list[dict]:
     out = [
         {"name": "skim-short-u1", "tasks": "short", "short_model": m["short_skim"], "users": 1, "thr": SKIM_THRESHOLDS},
         {"name": "skim-long-u1", "tasks": "long", "long_model": m["long_skim"], "users": 1, "thr": SKIM_THRESHOLDS},
@@ -51,18 +62,32 @@ def scenarios(m: dict[str, str], users_many: int) -> list[dict]:
         {"name": f"dense-long-u{users_many}", "tasks": "long", "long_model": m["long_dense"], "users": users_many,
          "thr": "1.0"},
     ]
-    return [s for s in out if s.get("short_model", s.get("long_model"))]
+    if qa:
+        out += [
+            {"name": "skim-qa-u1", "tasks": "qa", "qa_model": m.get("qa_skim", ""), "users": 1, "thr": SKIM_THRESHOLDS},
+            {"name": f"skim-qa-u{users_many}", "tasks": "qa", "qa_model": m.get("qa_skim", ""), "users": users_many,
+             "thr": SKIM_THRESHOLDS},
+            {"name": "dense-qa-u1", "tasks": "qa", "qa_model": m.get("qa_dense", ""), "users": 1, "thr": "1.0"},
+            {"name": f"dense-qa-u{users_many}", "tasks": "qa", "qa_model": m.get("qa_dense", ""), "users": users_many,
+             "thr": "1.0"},
+        ]
+    return [s for s in out if any(s.get(k) for k in MODEL_KEYS)]
 
 
-def warm_up(url: str, models: set[str], n: int = 5) -> None:
+def warm_up(url: str, models: set[str], n: int = 5, qa_models: set[str] = frozenset()) -> None:
     """A few requests per model before measuring: CUDA context, cuDNN plans and weight uploads happen here."""
     import httpx
 
     text = "a gorgeous , witty , seductive movie that is never boring . " * 10
+    question = "what is never boring ?"
     with httpx.Client(base_url=url, timeout=120) as c:
         for m in sorted(models):
             for i in range(n):
-                c.post("/classify", params={"model": m, "threshold": (1.0, 0.3)[i % 2]}, json={"text": text})
+                params = {"model": m, "threshold": (1.0, 0.3)[i % 2]}
+                if m in qa_models:
+                    c.post("/qa", params=params, json={"context": text, "question": question})
+                else:
+                    c.post("/classify", params=params, json={"text": text})
 
 
 def served_kernels(url: str, models: set[str]) -> str:
@@ -90,11 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", default=str(HERE / "results"))
     ap.add_argument("--only", default="", help="comma list of scenario names to run")
     ap.add_argument("--kernel-env", default="SKIMSERVE_KERNEL", help="server setting that picks the kernel")
+    ap.add_argument("--qa", action="store_true", help="add the /qa scenarios (skim-qa-*, dense-qa-*)")
     args = ap.parse_args(argv)
 
     models_dir = Path(args.models_dir).resolve()
     picked = pick_models(models_dir)
-    plan = [s for s in scenarios(picked, args.users) if not args.only or s["name"] in args.only.split(",")]
+    plan = [s for s in scenarios(picked, args.users, qa=args.qa)
+            if not args.only or s["name"] in args.only.split(",")]
+    used = {s[k] for s in plan for k in MODEL_KEYS if s.get(k)}
+    qa_models = {s["qa_model"] for s in plan if s.get("qa_model")}
     Path(args.results).mkdir(parents=True, exist_ok=True)
     summary = {"models": picked, "kernels": args.kernels, "run_time": args.run_time, "runs": []}
     rc = 0
@@ -103,14 +132,14 @@ def main(argv: list[str] | None = None) -> int:
         log = Path(args.results) / f"server-{args.prefix}-{label}.log"
         t0 = time.time()
         with running_server(models_dir, env={args.kernel_env: kernel}, timeout=120, log=log) as url:
-            warm_up(url, {m for m in picked.values() if m})
-            actual = served_kernels(url, {m for m in picked.values() if m}) or kernel
+            warm_up(url, used, qa_models=qa_models)
             for s in plan:
                 name = f"{args.prefix}-{label}-{s['name']}"
+                actual = served_kernels(url, {s[k] for k in MODEL_KEYS if s.get(k)}) or kernel
                 cmd = ["--host", url, "--name", name, "--users", str(s["users"]), "--run-time", args.run_time,
                        "--tasks", s["tasks"], "--thresholds", s["thr"], "--label", f"{label} {actual}",
                        "--results-dir", args.results]
-                for k in ("short_model", "long_model"):
+                for k in MODEL_KEYS:
                     if s.get(k):
                         cmd += [f"--{k.replace('_', '-')}", s[k]]
                 print(f"== {name}", flush=True)

@@ -2,6 +2,7 @@
 server with tiny random models writes Locust's CSVs, and the report turns them into a table and plots."""
 import csv
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,11 @@ if importlib.util.find_spec("locust") is None:
 
 import report  # noqa: E402
 import run_headless  # noqa: E402
+import run_matrix  # noqa: E402
 from _server import running_server  # noqa: E402
+from random_model import make_random_classifier, make_random_reader  # noqa: E402
+
+QA_LAYERS = ["l0.bw", "l0.fw", "l1.bw", "l1.fw"]
 
 
 @pytest.mark.parametrize("host", ["http://10.0.0.5:8000", "http://example.com", "http://0.0.0.0:8000",
@@ -41,12 +46,23 @@ def test_runner_bounds(tmp_path):
     assert run_headless.seconds("1m30s") == 90 and run_headless.seconds("45") == 45
 
 
-def test_locust_discovers_users_in_directory():
+def _locust_list(**env):
+    import os
+
     r = subprocess.run([sys.executable, "-m", "locust", "-f", "loadtest/", "--list"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=60, env={**os.environ, **env})
     assert r.returncode == 0, r.stderr
-    assert "ShortTextUser" in r.stdout and "LongTextUser" in r.stdout
-    assert "QAUser" not in r.stdout  # only with SKIMSERVE_TASKS=...qa
+    return r.stdout
+
+
+def test_locust_discovers_users_in_directory(monkeypatch):
+    monkeypatch.delenv("SKIMSERVE_TASKS", raising=False)
+    out = _locust_list()
+    assert "ShortTextUser" in out and "LongTextUser" in out and "QAUser" in out
+    out = _locust_list(SKIMSERVE_TASKS="short,long")
+    assert "ShortTextUser" in out and "QAUser" not in out
+    out = _locust_list(SKIMSERVE_TASKS="qa")
+    assert "QAUser" in out and "ShortTextUser" not in out
 
 
 def test_texts_come_from_test_splits_or_fallback(monkeypatch, tmp_path):
@@ -58,6 +74,90 @@ def test_texts_come_from_test_splits_or_fallback(monkeypatch, tmp_path):
     assert sum(len(t.split()) for t in long_) / len(long_) > 3 * sum(len(t.split()) for t in short) / len(short)
     monkeypatch.setenv("SKIMSERVE_DATA", str(tmp_path / "missing"))
     assert locustfile.load_texts("short") == locustfile.FALLBACK_SHORT
+
+
+def test_qa_items_come_from_squad_test_split_or_fallback(monkeypatch, tmp_path):
+    monkeypatch.setenv("LOCUST_SKIP_MONKEY_PATCH", "1")
+    import locustfile
+
+    items = locustfile.load_qa(10_000)
+    if items == locustfile.FALLBACK_QA:
+        pytest.skip("squad/test.json not in the data dir")
+    assert len(items) == 1080  # SQuAD v1.1 dev, test split by article
+    assert all(set(i) == {"context", "question"} and i["context"].strip() and i["question"].strip() for i in items)
+    assert locustfile.load_qa(5) == items[:5]  # seeded sample
+    monkeypatch.setenv("SKIMSERVE_DATA", str(tmp_path / "missing"))
+    assert locustfile.load_qa() == locustfile.FALLBACK_QA
+
+
+def test_layer_skim_rates_of_qa_bodies(monkeypatch):
+    monkeypatch.setenv("LOCUST_SKIP_MONKEY_PATCH", "1")
+    import locustfile
+
+    one = {"answer": "x", "skim_rate": 0.5, "per_layer": [{"layer": "l0.fw", "skim_rate": 0.25},
+                                                          {"layer": "l1.fw", "skim_rate": 0.75}]}
+    assert locustfile.layer_skim_rates(one) == {"l0.fw": 0.25, "l1.fw": 0.75}
+    assert locustfile.layer_skim_rates({"results": [one]}) == {"l0.fw": 0.25, "l1.fw": 0.75}
+    assert locustfile.layer_skim_rates({"label": "positive", "skim_rate": 0.1}) == {}
+    assert report.parse_layers("l0.fw=0.25 l1.fw=0.75") == {"l0.fw": 0.25, "l1.fw": 0.75}
+    assert report.parse_layers("") == {}
+
+
+def test_matrix_qa_scenarios_are_opt_in(tmp_path):
+    for name, fn, kw in (("tiny-skim", make_random_classifier, {"d_small": 4}),
+                         ("tiny-lstm", make_random_classifier, {"d_small": 0}),
+                         ("tiny-reader-skim", make_random_reader, {"d_small": 3}),
+                         ("tiny-reader", make_random_reader, {"d_small": 0})):
+        fn(tmp_path / name, **kw)
+    picked = run_matrix.pick_models(tmp_path)
+    assert picked["qa_skim"] == "tiny-reader-skim" and picked["qa_dense"] == "tiny-reader"
+    assert not any(s["tasks"] == "qa" for s in run_matrix.scenarios(picked, 8))
+    qa = {s["name"]: s for s in run_matrix.scenarios(picked, 8, qa=True) if s["tasks"] == "qa"}
+    assert set(qa) == {"skim-qa-u1", "skim-qa-u8", "dense-qa-u1", "dense-qa-u8"}
+    assert qa["skim-qa-u1"]["qa_model"] == "tiny-reader-skim" and qa["skim-qa-u1"]["thr"] == run_matrix.SKIM_THRESHOLDS
+    assert qa["dense-qa-u8"]["qa_model"] == "tiny-reader" and qa["dense-qa-u8"]["thr"] == "1.0"
+    script = (ROOT / "loadtest" / "gpu_compare.sh").read_text()
+    assert "--qa" in script and "QA:-" in script
+    assert subprocess.run(["bash", "-n", str(ROOT / "loadtest" / "gpu_compare.sh")]).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def models_with_reader(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models-qa")
+    make_random_classifier(root / "tiny-skim", d_small=4, seed=1)
+    make_random_reader(root / "tiny-reader-skim", d_small=3, seed=3)
+    return root
+
+
+def test_headless_qa_run_against_real_server_and_report(models_with_reader, tmp_path):
+    results = tmp_path / "results"
+    with running_server(models_with_reader, log=tmp_path / "server.log") as url:
+        rc = run_headless.main(["--host", url, "--name", "qa-smoke", "--users", "2", "--spawn-rate", "2",
+                                "--run-time", "4s", "--tasks", "qa", "--thresholds", "1.0,0.3",
+                                "--qa-model", "tiny-reader-skim", "--texts", "50", "--results-dir", str(results),
+                                "--label", "test"])
+    assert rc == 0
+    run = results / "qa-smoke"
+    with open(run / "locust_stats.csv") as f:
+        stats = {r["Name"]: r for r in csv.DictReader(f)}
+    for name in ("/qa qa t=1", "/qa qa t=0.3"):
+        assert int(stats[name]["Request Count"]) > 0, name
+        assert int(stats[name]["Failure Count"]) == 0, name
+    assert not any(n.startswith("/classify") for n in stats)
+    with open(run / "locust_skim.csv") as f:
+        skim = {(r["task"], float(r["threshold"])): r for r in csv.DictReader(f)}
+    assert skim[("qa", 1.0)]["model"] == "tiny-reader-skim"
+    assert float(skim[("qa", 1.0)]["skim_rate_mean"]) == 0.0
+    layers = report.parse_layers(skim[("qa", 0.3)]["layer_skim_rates"])
+    assert sorted(layers) == QA_LAYERS and all(0.0 <= v <= 1.0 for v in layers.values())
+    assert set(report.parse_layers(skim[("qa", 1.0)]["layer_skim_rates"]).values()) == {0.0}
+    assert json.loads((run / "meta.json").read_text())["qa_model"] == "tiny-reader-skim"
+
+    assert report.main([str(results), "--out", str(tmp_path / "report"), "--no-plots"]) == 0
+    md = (tmp_path / "report" / "REPORT.md").read_text()
+    assert "| test | 2 | qa | tiny-reader-skim |" in md
+    assert "## Question answering: skim rate per layer" in md
+    assert "| test | 2 | tiny-reader-skim | 0.3 |" in md
 
 
 def test_headless_run_against_real_server_and_report(random_models_dir, tmp_path):
