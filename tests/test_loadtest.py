@@ -153,9 +153,10 @@ def test_headless_qa_run_against_real_server_and_report(models_with_reader, tmp_
     assert set(report.parse_layers(skim[("qa", 1.0)]["layer_skim_rates"]).values()) == {0.0}
     assert json.loads((run / "meta.json").read_text())["qa_model"] == "tiny-reader-skim"
 
-    assert report.main([str(results), "--out", str(tmp_path / "report"), "--no-plots"]) == 0
+    assert report.main([str(results), "--out", str(tmp_path / "report")]) == 0
     md = (tmp_path / "report" / "REPORT.md").read_text()
     assert "| test | 2 | qa | tiny-reader-skim |" in md
+    assert (tmp_path / "report" / "latency_vs_threshold.png").stat().st_size > 1000
     assert "## Question answering: skim rate per layer" in md
     assert "| test | 2 | tiny-reader-skim | 0.3 |" in md
 
