@@ -256,7 +256,8 @@ def main(argv=None):
     encoded = [model.to_ids(model.tokenize(ex.text)) for ex in examples]
     labels = [ex.label for ex in examples]
     skims = model.layer.skims
-    thresholds = THRESHOLDS if skims else [man.get("default_threshold", 0.5)]
+    default_thr = float(man.get("default_threshold", 0.5))
+    thresholds = sorted(set(THRESHOLDS) | {default_thr}) if skims else [default_thr]  # the default is measured, not the nearest grid point
     model.forward(encoded[0], 0.5)  # warm-up
     rows = sweep(model, encoded, labels, thresholds)
     timing_set = encoded[:args.timing_texts]
