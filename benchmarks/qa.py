@@ -19,6 +19,7 @@ import argparse  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -83,10 +84,10 @@ def main(argv=None):
     result = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "cpu": cpu_name(), "threads": 1,
               "questions": len(inputs), "context_tokens": context_tokens, "rounds": args.rounds,
               "statistic": "median over interleaved rounds", "rows": rows,
-              "command": "python -m benchmarks.qa " + " ".join(argv or [])}
+              "command": " ".join(["python -m benchmarks.qa", *(sys.argv[1:] if argv is None else argv)])}
     md = [f"# QA readers: model time per context token ({result['date']}, {result['cpu']}, one thread)", "",
           f"{len(inputs)} SQuAD test questions ({context_tokens} context tokens), `fast` kernel, median of "
-          f"{args.rounds} interleaved rounds. Command: `{result['command'].strip()}`.", "",
+          f"{args.rounds} interleaved rounds. Command: `{result['command']}`.", "",
           "| configuration | threshold | skim % (layer-steps) | µs / context token | speed-up vs dense | "
           "FLOP reduction vs dense | speed-up / FLOP reduction |",
           "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
