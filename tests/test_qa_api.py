@@ -169,3 +169,11 @@ def test_decode_span_respects_the_length_limit():
     assert decode_span(s, e, 2)[:2] in ((1, 2), (3, 4))
     i, j, _ = decode_span(s, e, 1)
     assert i == j
+
+
+@pytest.mark.parametrize("path,field", [("/classify", "text"), ("/qa", "context")])
+def test_huge_json_integer_is_a_422_not_a_500(client, path, field):
+    body = '{"%s": %s, "question": "q"}' % (field, "1" * 5000) if path == "/qa" else '{"text": %s}' % ("1" * 5000)
+    r = client.post(path, params={"model": "tiny-reader" if path == "/qa" else "tiny-skim"}, content=body.encode(),
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
