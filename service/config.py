@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "SKIMSERVE_"
@@ -46,6 +46,12 @@ def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
+def _kernel_names() -> list[str]:
+    from .engine.backends import kernel_names  # the one list of backend names
+
+    return kernel_names()
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True,
                                       extra="forbid", validate_default=True)
@@ -56,10 +62,10 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, description="TCP port")
     workers: int = Field(1, ge=1, description="uvicorn worker processes, each with every model loaded; "
                          ">1 turns on Prometheus multiprocess mode")
-    kernel: str = Field("auto", description="layer kernel: auto (benchmark-chosen per family), reference, "
-                        "fast, onnx, torch-cuda, torch-cpu")
+    kernel: str = Field("auto", description="layer kernel: " + ", ".join(_kernel_names()) + " (auto: the "
+                        "benchmark-chosen backend per cell)")
     default_model: str | None = Field(None, description="model used when a request names none; unset: the "
-                                      "first name in sorted order")
+                                      "first Skim-LSTM model by name (per task)")
     # --- request limits ---
     max_text_bytes: int = Field(100_000, ge=1, description="per text, UTF-8 bytes (413 above)")
     max_tokens: int = Field(5_000, ge=1, description="per text, after tokenization (413 above)")
@@ -76,6 +82,13 @@ class Settings(BaseSettings):
     torch_device: str = Field("cuda", description="torch device of the torch-cuda kernel (e.g. cuda:1)")
     # --- logging ---
     log_level: LogLevel = Field("info", description="uvicorn and skimserve log level")
+
+    @field_validator("kernel")
+    @classmethod
+    def _known_kernel(cls, value: str) -> str:
+        if value not in _kernel_names():
+            raise ValueError(f"expected one of {', '.join(_kernel_names())}")
+        return value
 
     def __init__(self, **values: Any) -> None:
         try:

@@ -142,3 +142,14 @@ def test_runtime_reads_only_declared_variables():
             used.setdefault(var, path.relative_to(ROOT))
     undeclared = {v: str(p) for v, p in used.items() if v not in declared}
     assert not undeclared, f"SKIMSERVE_* variables not declared in service/config.py: {undeclared}"
+
+
+def test_kernel_names_come_from_the_backend_registry():
+    from service.config import Settings, SettingsError
+    from service.engine.backends import kernel_names
+
+    assert kernel_names()[0] == "auto" and "fast" in kernel_names()
+    for name in kernel_names():
+        assert Settings(kernel=name).kernel == name
+    with pytest.raises(SettingsError, match="expected one of auto, reference"):
+        Settings(kernel="bogus")
