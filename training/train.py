@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from service.artifacts import load_artifact, write_artifact
+from service.manifest import new_manifest
 from service.tokenizer import TOKENIZER_NAME, tokenize
 
 from . import data
@@ -371,13 +372,13 @@ def main(argv=None):
     run.write(out)
     family = "lstm" if args.family == "lstm" else "skim-lstm"
     cmd = run.command(argv)
-    manifest = {
-        "name": args.name, "version": time.strftime("%Y%m%d"), "task": "classify", "family": family,
-        "sizes": {"embed": emb.shape[1], "hidden": args.d, "small_hidden": args.d_small if family != "lstm" else 0},
-        "labels": data.LABELS, "default_threshold": 0.5,
-        "tokenizer": {"name": TOKENIZER_NAME, "module": "service/tokenizer.py", "lowercase": True},
-        "vocab_stats": vocab_stats,
-        "training": {"command": cmd, "dataset": args.dataset, "data": f"../shared/data/{args.dataset}",
+    manifest = new_manifest(
+        args.name, "classify", family, version=time.strftime("%Y%m%d"),
+        sizes={"embed": emb.shape[1], "hidden": args.d, "small_hidden": args.d_small if family != "lstm" else 0},
+        labels=data.LABELS, default_threshold=0.5,
+        tokenizer={"name": TOKENIZER_NAME, "module": "service/tokenizer.py", "lowercase": True},
+        vocab_stats=vocab_stats,
+        training={"command": cmd, "dataset": args.dataset, "data": f"../shared/data/{args.dataset}",
                      "splits": {"train": len(train), "dev": len(dev)}, "split_seed": data.SPLIT_SEED,
                      "hyperparameters": {k: v for k, v in vars(args).items() if k not in ("name", "out_dir", "device")},
                      "embeddings": embeddings_note(args),
@@ -386,8 +387,7 @@ def main(argv=None):
                      **({"distill": distill_record} if distill_record else {}),
                      "device": str(device), "torch": torch.__version__, "python": platform.python_version(),
                      "seconds": round(run.elapsed(), 1),
-                     "base": base_record(base) if args.init_from else None},
-    }
+                     "base": base_record(base) if args.init_from else None})
     write_artifact(out, manifest, weights, vocab, extra_files=(LOG_FILE,))
     print(f"wrote {out} (dev acc {best[0]:.4f}, dev skim {best[3]:.3f})")
 

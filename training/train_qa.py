@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from service.artifacts import load_artifact, write_artifact
+from service.manifest import new_manifest
 from service.tokenizer import TOKENIZER_NAME
 
 from . import squad_metric
@@ -256,15 +257,15 @@ def main(argv=None):
     sizes = {"embed": int(emb.shape[1]), "hidden": args.d, "layers": 2, "directions": 2}
     if skim:
         sizes["small_hidden"] = args.d_small
-    manifest = {
-        "name": args.name, "version": args.version, "task": "qa", "family": "skim-lstm" if skim else "lstm",
-        "sizes": sizes, "default_threshold": default_threshold, "max_answer_tokens": MAX_ANSWER_TOKENS,
-        "layers": [{"name": n, "direction": "forward" if n.endswith("fw") else "backward"} for n in LAYER_NAMES],
-        "architecture": "LSTM+Att (Seo et al. 2018, appendix A.1): attention over question words, 2-layer BiLSTM, "
-                        "start/end linear heads on [h_fw; h_bw] of layer 2",
-        "tokenizer": {"name": TOKENIZER_NAME, "module": "service/tokenizer.py", "lowercase": True},
-        "vocab_stats": vstats,
-        "training": {
+    manifest = new_manifest(
+        args.name, "qa", "skim-lstm" if skim else "lstm", version=args.version,
+        sizes=sizes, default_threshold=default_threshold, max_answer_tokens=MAX_ANSWER_TOKENS,
+        layers=[{"name": n, "direction": "forward" if n.endswith("fw") else "backward"} for n in LAYER_NAMES],
+        architecture= "LSTM+Att (Seo et al. 2018, appendix A.1): attention over question words, 2-layer BiLSTM, "
+                     "start/end linear heads on [h_fw; h_bw] of layer 2",
+        tokenizer={"name": TOKENIZER_NAME, "module": "service/tokenizer.py", "lowercase": True},
+        vocab_stats=vstats,
+        training={
             "command": "python -m training.train_qa " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
             "data": "SQuAD v1.1 dev, split by article: train.json / dev.json (test.json unread)",
             "splits": {"train": len(tr), "dev": len(dv)}, "seed": args.seed, "steps": step,
@@ -275,8 +276,7 @@ def main(argv=None):
             "dev_skim_rate_per_layer": final["skim"], "threshold_sweep": sweep, "base": base,
             "device": str(device), "torch": torch.__version__, "python": platform.python_version(),
             "seconds": round(time.time() - t0, 1),
-        },
-    }
+        })
     write_artifact(out, manifest, weights, vocab, extra_files=("train_log.jsonl",))
     print(json.dumps({"artifact": str(out), "dev_f1": final["f1"], "dev_em": final["em"],
                       "dev_skim_rate": final["skim_rate"], "skim": final["skim"]}), flush=True)
