@@ -1,6 +1,7 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from random_model import make_random_classifier
@@ -38,3 +39,13 @@ def tiny_sst2_run(out_dir) -> list[str]:
     family, name and step count."""
     return ["--dataset", "sst2", "--out-dir", str(out_dir), "--limit", "200", "--eval-every", "5",
             "--batch-size", "16", "--device", "cpu", "--d", "16"]
+
+
+def assert_same_layer_output(ref, out, where: str = "", tol: float = 1e-5) -> None:
+    """A fast kernel's LayerOutput against the reference's: dtypes, identical decisions, values within tol."""
+    assert out.hs.dtype == np.float32 and out.hs.shape == ref.hs.shape, where
+    assert out.skim.dtype == np.bool_ and out.p_skim.dtype == np.float32, where
+    assert np.array_equal(out.skim, ref.skim), f"decisions differ {where}"
+    if len(ref.hs):
+        assert np.abs(out.hs - ref.hs).max() <= tol, where
+        assert np.abs(out.p_skim - ref.p_skim).max() <= tol, where

@@ -22,7 +22,7 @@ from service.engine.layer import LayerWeights
 from service.families.classifier import Classifier
 from random_model import random_layer_weights
 
-from conftest import real_sentences  # noqa: E402
+from conftest import assert_same_layer_output, real_sentences  # noqa: E402
 
 try:
     from service.engine import fast
@@ -48,13 +48,8 @@ def _layer(rng, e, d, ds, skim_bias=0.0) -> LayerWeights:
     return LayerWeights.from_dict(random_layer_weights(rng, e, d, ds, skim_bias=skim_bias), "rnn.")
 
 
-def _same(ref_out, fast_out, where=""):
-    assert fast_out.hs.dtype == np.float32 and fast_out.hs.shape == ref_out.hs.shape, where
-    assert fast_out.skim.dtype == np.bool_ and fast_out.p_skim.dtype == np.float32, where
-    assert np.array_equal(fast_out.skim, ref_out.skim), f"decisions differ {where}"
-    if len(ref_out.hs):
-        assert np.abs(fast_out.hs - ref_out.hs).max() <= TOL, where
-        assert np.abs(fast_out.p_skim - ref_out.p_skim).max() <= TOL, where
+def _same(ref, out, where=""):
+    assert_same_layer_output(ref, out, where, TOL)
 
 
 @pytest.fixture

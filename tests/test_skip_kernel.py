@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import assert_same_layer_output
 
 from service.engine import reference
 from service.engine.layer import LayerWeights
@@ -41,12 +42,7 @@ def skip_layer(rng, e, d, skip_bias=0.0, scale=0.3) -> LayerWeights:
 
 
 def _same(ref, out, where=""):
-    assert out.hs.dtype == np.float32 and out.hs.shape == ref.hs.shape, where
-    assert out.skim.dtype == np.bool_ and out.p_skim.dtype == np.float32, where
-    assert np.array_equal(out.skim, ref.skim), f"decisions differ {where}"
-    if len(ref.hs):
-        assert np.abs(out.hs - ref.hs).max() <= TOL, where
-        assert np.abs(out.p_skim - ref.p_skim).max() <= TOL, where
+    assert_same_layer_output(ref, out, where, TOL)
 
 
 def _carried_over(out, where=""):
