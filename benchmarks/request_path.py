@@ -7,8 +7,10 @@ For long IMDb reviews (the model's dataset, test split) and short SST-2 sentence
 everything) and at the model's default:
 - http: a whole request through a live `skimserve serve` (one worker, loopback, one keep-alive
   connection, http.client), client clock;
-- app: the same request into the ASGI app in-process (no socket, no uvicorn): routing, body read, JSON,
-  validation, pool hop, task, response validation and serialisation, request metrics;
+- app: the same request into the ASGI app in-process (no socket, no uvicorn), as served: the fast path
+  (service/api/fast_path.py): body read, JSON, validation, task, orjson, request metrics;
+- app_routes: the same with the fast path off (fast_path=false), i.e. through the FastAPI route:
+  dependency solving, the pool hop, response-model validation and serialisation;
 - the parts of it measured on their own: tokenizer (the compiled scanner in use, and the regex it
   replaced), ids + embedding lookup, the model (its `latency_ms`, the response's own figure);
 - and the two remainders: framework = app - tokenizer - ids - model, transport = http - app.
@@ -78,11 +80,11 @@ class LiveServer:
 class InProcessApp:
     """The ASGI app driven directly: one coroutine call per request, no socket."""
 
-    def __init__(self, models_dir: str, model: str):
+    def __init__(self, models_dir: str, model: str, fast_path: bool = True):
         from service.api.app import create_app
         from service.config import Settings
 
-        self.app = create_app(Settings(models_dir=models_dir, default_model=model, workers=1))
+        self.app = create_app(Settings(models_dir=models_dir, default_model=model, workers=1, fast_path=fast_path))
         self.loop = asyncio.new_event_loop()
         self._started, self._stop = asyncio.Event(), asyncio.Event()
         self._lifespan = self.loop.create_task(self._run_lifespan())
@@ -161,18 +163,20 @@ def main(argv=None):
             "sst2-short": [ex.text for ex in data.load("sst2", "test", args.data_dir, args.texts)]}
     thresholds = {"1.0": 1.0, "default": model.default_threshold}
     server, app = LiveServer(args.models_dir, args.model), InProcessApp(args.models_dir, args.model)
+    routes_app = InProcessApp(args.models_dir, args.model, fast_path=False)
     stages: dict[tuple, dict[str, list]] = {}
     try:
         for _ in range(args.rounds):
             for set_name, texts in sets.items():
                 for thr_name, thr in thresholds.items():
                     st = stages.setdefault((set_name, thr_name), {k: [] for k in (
-                        "http", "app", "tokenizer", "tokenizer_regex", "ids_embed", "model")})
+                        "http", "app", "app_routes", "tokenizer", "tokenizer_regex", "ids_embed", "model")})
                     for text in texts:
                         body = json.dumps({"text": text}).encode()
                         path = f"/classify?threshold={thr}"
                         dt_http, _ = server.post(path, body)
                         dt_app, resp = app.post(path, body)
+                        dt_routes, _ = routes_app.post(path, body)
                         t0 = time.perf_counter()
                         toks = model.tokenize(text)
                         t1 = time.perf_counter()
@@ -182,6 +186,7 @@ def main(argv=None):
                         t3 = time.perf_counter()
                         st["http"].append(dt_http)
                         st["app"].append(dt_app)
+                        st["app_routes"].append(dt_routes)
                         st["tokenizer"].append(t1 - t0)
                         st["tokenizer_regex"].append(t2 - t1)
                         st["ids_embed"].append(t3 - t2)
@@ -189,6 +194,7 @@ def main(argv=None):
     finally:
         server.close()
         app.close()
+        routes_app.close()
 
     rows = []
     for (set_name, thr_name), st in stages.items():
@@ -211,7 +217,7 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "request_path.json").write_text(json.dumps(result, indent=1) + "\n")
-    cols = ["texts", "threshold", "median_tokens", "http", "transport", "app", "framework", "tokenizer",
+    cols = ["texts", "threshold", "median_tokens", "http", "transport", "app", "app_routes", "framework", "tokenizer",
             "tokenizer_regex", "ids_embed", "model", "outside_model"]
     lines = [f"# Request path: where the time of one /classify request goes ({args.model})", "",
              f"`{result['command']}` on {result['cpu']} ({result['cores']} cores), {result['date']}; medians in µs "
@@ -220,7 +226,8 @@ def main(argv=None):
     lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
     lines += ["", "Whole request (http), default threshold against 1.0: " +
               ", ".join(f"{s} {ratios[s]}x (model alone {model_ratios[s]}x)" for s in sets) + ".", "",
-              "tokenizer = the compiled scanner in use; tokenizer_regex = the regex it replaced (not on the path); "
+              "app = in-process through the fast path (as served); app_routes = the same through the FastAPI route "
+              "(fast_path=false). tokenizer = the compiled scanner in use; tokenizer_regex = the regex it replaced (not on the path); "
               "framework = app - tokenizer - ids_embed - model; transport = http - app; outside_model = http - model."]
     (out / "request_path.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

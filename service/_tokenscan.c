@@ -157,8 +157,36 @@ fail:
     return NULL;
 }
 
+/* ids(words, index, unk) -> bytes of int64: index[w] for each word of the list, unk where it has none.
+ * The vocabulary lookup of every request, without a Python-level loop (service/families/base.py). */
+static PyObject *ids(PyObject *self, PyObject *args) {
+    PyObject *words, *index;
+    long long unk;
+    if (!PyArg_ParseTuple(args, "O!O!L", &PyList_Type, &words, &PyDict_Type, &index, &unk)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(words);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(int64_t) * n);
+    if (!out) return NULL;
+    int64_t *dst = (int64_t *)PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyDict_GetItemWithError(index, PyList_GET_ITEM(words, i));  /* borrowed */
+        if (v == NULL) {
+            if (PyErr_Occurred()) goto fail;
+            dst[i] = (int64_t)unk;
+            continue;
+        }
+        long long id = PyLong_AsLongLong(v);
+        if (id == -1 && PyErr_Occurred()) goto fail;
+        dst[i] = (int64_t)id;
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, "scan(ascii_text) -> (lower-cased tokens, int32 (start, end) pairs as bytes)"},
+    {"ids", ids, METH_VARARGS, "ids(words, index, unk) -> int64 ids as bytes (unk for words not in index)"},
     {NULL, NULL, 0, NULL},
 };
 

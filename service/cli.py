@@ -101,7 +101,8 @@ def serve(argv: list[str]) -> int:
     import uvicorn
 
     uvicorn.run("service.api.app:app_from_env", factory=True, host=settings.host, port=settings.port,
-                workers=settings.workers, log_level=settings.log_level, timeout_graceful_shutdown=10)
+                workers=settings.workers, log_level=settings.log_level, access_log=settings.access_log,
+                timeout_graceful_shutdown=10)
     return 0
 
 

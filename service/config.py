@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     torch_device: str = Field("cuda", description="torch device of the torch-cuda kernel (e.g. cuda:1)")
     # --- logging ---
     log_level: LogLevel = Field("info", description="uvicorn and skimserve log level")
+    access_log: bool = Field(False, description="uvicorn's line per request (off: it costs tens of "
+                             "microseconds a request; the request metrics count every request)")
 
     @field_validator("kernel")
     @classmethod

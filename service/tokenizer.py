@@ -20,9 +20,10 @@ from typing import NamedTuple
 import numpy as np
 
 try:
+    from ._tokenscan import ids as _ids
     from ._tokenscan import scan as _scan
 except ImportError:  # built without a C compiler: the regex alone
-    _scan = None
+    _scan = _ids = None
 
 TOKENIZER_NAME = "skimserve-ptb-lower-v1"
 
@@ -96,6 +97,14 @@ def words_of(tokens: Sequence[Token] | list[str]) -> list[str]:
     if isinstance(tokens, Tokens):
         return tokens.words
     return [t if isinstance(t, str) else t.text for t in tokens]
+
+
+def ids_of(words: list[str], index: dict[str, int], unk: int) -> np.ndarray:
+    """int64 vocabulary ids of the words (unk for a word not in index): one C loop when compiled."""
+    if _ids is not None and type(words) is list and type(index) is dict:
+        return np.frombuffer(_ids(words, index, unk), np.int64)
+    get = index.get
+    return np.array([get(w, unk) for w in words], dtype=np.int64).reshape(-1)
 
 
 def tokenize(text: str) -> list[str]:

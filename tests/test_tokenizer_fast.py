@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +90,23 @@ def test_tokens_sequence_behaves_like_a_list_of_tokens():
     assert list(toks) == [T.Token("it", 0, 2), T.Token("'s", 2, 4), T.Token("fine", 12, 16), T.Token("...", 16, 19)]
     assert toks[1] == T.Token("'s", 2, 4) and toks[-1].end == 19 and len(toks[1:3]) == 2
     assert list(T.tokenize_with_spans("   ")) == [] and T.tokenize("") == []
+
+
+def test_compiled_vocabulary_lookup_equals_the_python_one():
+    """ids_of in C (the request path) against a dict lookup per word, on a shipped vocabulary: known words,
+    unknown ones, the empty text."""
+    import numpy as np
+
+    from conftest import real_sentences
+    from service import tokenizer as tk
+
+    if tk._ids is None:
+        pytest.skip("service._tokenscan not built")
+    vocab = (Path(__file__).resolve().parent.parent / "models" / "sst2-skim" / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    index = {w: i for i, w in enumerate(vocab) if w}
+    texts = real_sentences("sst2", 300) + ["zzzunknownzzz qqq the the", ""]
+    for text in texts:
+        words = tk.tokenize(text)
+        expected = np.array([index.get(w, 1) for w in words], dtype=np.int64)
+        got = tk.ids_of(words, index, 1)
+        assert got.dtype == np.int64 and got.tolist() == expected.tolist(), text

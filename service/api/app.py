@@ -99,7 +99,10 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             app.state.pool.shutdown(wait=False)
             metrics.mark_process_dead()
 
-    app = FastAPI(title="skimserve", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # FastAPI's native OpenTelemetry hooks off: they ask the OTel providers on every request, and the
+    # service's telemetry is its Prometheus metrics (service/metrics.py).
+    app = FastAPI(title="skimserve", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings = settings
     app.state.registry = registry
     app.state.limits = Limits(settings.max_text_bytes, settings.max_tokens, settings.max_batch,
