@@ -69,6 +69,16 @@ def api(pg, endpoint, params, body):
     return httpx.post(f"{pg.base}/{endpoint}", params={**params, "explain": "true"}, json=body, timeout=30).json()
 
 
+def curve_matches_card(pg, model, metric, scale, t):
+    """The curve's readout at the dial is the model card's sweep point (GET /models/{name}) at that threshold."""
+    card = httpx.get(f"{pg.base}/models/{model}").json()["card"]["evaluation"]["sweep"]
+    point = next(p for p in card if p["threshold"] == t)
+    assert pg.get_attribute("#curve-readout", "data-threshold") == str(t)
+    assert json.loads(pg.get_attribute("#curve-readout", "data-values")) == {
+        metric: point[metric] * scale, "skim_rate": 100 * point["skim_rate"], "flop_reduction": point["flop_reduction"]}
+    assert f"{point['flop_reduction']:.2f}" in pg.inner_text("#curve-readout")
+
+
 def test_classify_page_matches_api(page):
     pg = page
     pg.goto(pg.base + "/")
@@ -92,12 +102,17 @@ def test_classify_page_matches_api(page):
         assert fig[k] == ref[k], k
     for k in ("latency_ms", "per_token_us"):
         assert fig[k] == body[k]  # the page shows what it got
+    # and the text a reader sees is that value, formatted
+    text = {k: pg.inner_text(f'#costs [data-key="{k}"]') for k in COSTS}
+    assert text["tokens"] == f"{ref['tokens']:,}" and text["skimmed"] == f"{ref['skimmed']:,}"
+    assert text["flops"] == f"{ref['flops']:,}" and text["flops_full"] == f"{ref['flops_full']:,}"
+    assert text["skim_rate"] == f"{100 * ref['skim_rate']:.1f}%" and text["flop_reduction"] == f"{ref['flop_reduction']:.2f}\u00d7"
     assert fig["label"] == ref["label"]
     assert {k: fig[f"probabilities.{k}"] for k in ref["probabilities"]} == ref["probabilities"]
     toks = pg.query_selector_all("#tokens .tok")
     assert [t.get_attribute("data-decision") for t in toks] == [e["decision"] for e in ref["explanation"]]
     assert [json.loads(t.get_attribute("data-p")) for t in toks] == [e["p_skim"] for e in ref["explanation"]]
-    assert pg.get_attribute("#curve-readout", "data-threshold") == "0.3"
+    curve_matches_card(pg, "imdb-skim", "accuracy", 100, 0.3)
     assert not pg.errors, pg.errors
     # a 4xx is shown as text (the browser itself logs the failed fetch: the only error allowed)
     act(pg, "classify", lambda: (pg.fill("#text", "   "), pg.click("#run")))
@@ -134,6 +149,7 @@ def test_qa_page_matches_api(page):
         toks = row.query_selector_all(".tok")
         assert [t.get_attribute("data-decision") for t in toks] == [e["decisions"][layer["layer"]] for e in ref["explanation"]]
         assert sum(t.get_attribute("data-decision") == "skim" for t in toks) == layer["skimmed"]
+    curve_matches_card(pg, "squad-skim-lstm-att", "f1", 1, 0.3)
     ans = [t.inner_text() for t in rows[0].query_selector_all(".tok.ans")]
     assert ans == [CONTEXT[e["start"]:e["end"]] for e in ref["explanation"] if e["in_answer"]] and ans
     assert not pg.errors, pg.errors

@@ -484,6 +484,7 @@
     if (!c) return;
     const t = threshold();
     const parts = [];
+    const values = {}; // each panel's value at t, as plotted (kept in data-values for checks)
     const last = state.last;
     const own = last && !Array.isArray(last.threshold) && Math.abs(last.threshold - t) < 1e-9 ? last : null;
     for (const m of c.marks) {
@@ -491,6 +492,7 @@
       m.marker.setAttribute("x2", m.x(t));
       const at = interpolate(m.pts, m.panel.get, t);
       m.dot.setAttribute("visibility", at ? "visible" : "hidden");
+      values[m.panel.key] = at ? at.v : null;
       if (at) {
         m.dot.setAttribute("cx", m.x(t));
         m.dot.setAttribute("cy", m.y(at.v));
@@ -508,6 +510,7 @@
     }
     const r = $("curve-readout");
     r.dataset.threshold = String(t);
+    r.dataset.values = JSON.stringify(values);
     r.textContent = parts.length ? `At threshold ${fmt.t(t)} (${c.src.id === "card" ? "card" : "calibration"} sweep): ${parts.join(", ")}.`
       : `Threshold ${fmt.t(t)} lies outside the sweep.`;
   }
