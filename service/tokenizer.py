@@ -5,10 +5,10 @@ punctuation is its own token, HTML line breaks (IMDb's "<br />") are dropped. Al
 tokenized text (SST-2, MR) passes through unchanged apart from contraction splitting.
 Each token keeps its character span in the original text, for extractive QA.
 
-The regex below is the definition. ASCII text (nearly all requests) goes through service/_tokenscan.c,
-a one-pass scanner of the same pattern that is about 20x faster than re.finditer (docs/request-path.md);
-tests/test_tokenizer_fast.py proves it token-for-token equal to the regex on every shipped dataset.
-Other text, or a build without the extension, uses the regex.
+The regex below is the definition. Text goes through service/_tokenscan.c, a one-pass scanner of the
+same pattern that is 5-50x faster than re.finditer (benchmarks/results/tokenizer.md, docs/request-path.md);
+tests/test_tokenizer_fast.py proves it token-for-token equal to the regex on every shipped dataset, on
+generated strings and on every Unicode code point. A build without the extension uses the regex.
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def normalize(text: str) -> str:
 
 
 def regex_tokenize_with_spans(text: str) -> list[Token]:
-    """The definition (and the path for non-ASCII text)."""
+    """The definition (and the path of a build without the extension)."""
     text = normalize(text)
     return [Token(m.group("tok").lower(), m.start(), m.end()) for m in _TOKEN_RE.finditer(text) if m.group("tok")]
 
@@ -87,7 +87,9 @@ class Tokens(Sequence):
 
 
 def tokenize_with_spans(text: str) -> Sequence[Token]:
-    if _scan is not None and text.isascii():  # ASCII is NFC already
+    if _scan is not None:
+        if not text.isascii():  # (ASCII is NFC already)
+            text = normalize(text)
         words, spans = _scan(text)
         return Tokens(words, np.frombuffer(spans, np.int32).reshape(-1, 2))
     return regex_tokenize_with_spans(text)
@@ -108,6 +110,6 @@ def ids_of(words: list[str], index: dict[str, int], unk: int) -> np.ndarray:
 
 
 def tokenize(text: str) -> list[str]:
-    if _scan is not None and text.isascii():
-        return _scan(text)[0]
+    if _scan is not None:
+        return _scan(text if text.isascii() else normalize(text))[0]
     return [t.text for t in regex_tokenize_with_spans(text)]
