@@ -134,3 +134,48 @@ def test_compiled_vocabulary_lookup_equals_the_python_one():
         expected = np.array([index.get(w, 1) for w in words], dtype=np.int64)
         got = tk.ids_of(words, index, 1)
         assert got.dtype == np.int64 and got.tolist() == expected.tolist(), text
+
+
+def test_vocabulary_scan_equals_tokens_then_dict_lookup():
+    """Vocabulary.tokenize (text -> spans + ids in one C pass over the compact table) against the
+    definition: the regex's tokens, then the dict; on every shipped model's vocabulary, real texts
+    (ASCII and not), unknown words, and a vocabulary with a repeated word (the last id wins)."""
+    import numpy as np
+
+    from conftest import real_sentences
+
+    models = Path(__file__).resolve().parent.parent / "models"
+    texts = (real_sentences("sst2", 200) + real_sentences("imdb", 50) +
+             ["zzzunknownzzz the THE The", "", "   ", "Caf\u00e9 \u00e9t\u00e9 na\u00efve don't \u017fo"])
+    vocabularies = {d.name: (d / "vocab.txt").read_text(encoding="utf-8").split("\n")
+                    for d in sorted(models.iterdir()) if (d / "vocab.txt").exists()}
+    vocabularies["repeated"] = ["<pad>", "<unk>", "the", "film", "the"]
+    assert len(vocabularies) > 3
+    for name, words in vocabularies.items():
+        vocab = T.Vocabulary(words, "<unk>")
+        for text in texts:
+            toks = vocab.tokenize(text)
+            expected = T.regex_tokenize_with_spans(text)
+            assert list(toks) == expected, (name, text[:60])
+            want = [vocab.index.get(t.text, vocab.unk_id) for t in expected]
+            assert vocab.ids(toks).tolist() == want, (name, text[:60])
+            assert vocab.ids([t.text for t in expected]).tolist() == want  # the dict path for word lists
+    repeated = T.Vocabulary(vocabularies["repeated"], "<unk>")
+    assert repeated.ids(repeated.tokenize("the film")).tolist() == [4, 3]  # the C table: the last id wins
+    with pytest.raises(KeyError):
+        T.Vocabulary(["<pad>", "the"], "<unk>")
+
+
+def test_gather_equals_fancy_indexing():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    table = rng.standard_normal((1000, 50)).astype(np.float32)
+    for n in (0, 1, 7, 500):
+        ids = rng.integers(0, 1000, n).astype(np.int64)
+        out = T.embed_rows(table, ids)
+        assert out.shape == (n, 50) and out.dtype == np.float32 and np.array_equal(out, table[ids])
+    with pytest.raises(IndexError):
+        T.embed_rows(table, np.array([1000], dtype=np.int64))
+    with pytest.raises(IndexError):
+        T.embed_rows(table, np.array([-1], dtype=np.int64))

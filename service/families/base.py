@@ -14,7 +14,7 @@ from ..artifacts import Artifact
 from ..engine.backends import get_backend
 from ..engine.stack import LayerResult, LayerStack
 from ..manifest import Manifest
-from ..tokenizer import Token, ids_of, tokenize_with_spans, words_of
+from ..tokenizer import Token, Vocabulary, embed_rows
 
 PAD, UNK = "<pad>", "<unk>"
 
@@ -76,8 +76,8 @@ class ServedModel:
         self.spec: Manifest = artifact.spec
         self.name = artifact.name
         self.version = str(self.spec.version)
-        self.index = {w: i for i, w in enumerate(artifact.vocab)}
-        self.unk_id = self.index[UNK]
+        self.vocabulary = Vocabulary(list(artifact.vocab), UNK)
+        self.index, self.unk_id = self.vocabulary.index, self.vocabulary.unk_id
         self.embedding = artifact.weights["embedding"]
         self.stack = LayerStack(self.spec, artifact.weights, kernel)
         if self.stack.input_size != self.input_width():
@@ -109,13 +109,13 @@ class ServedModel:
 
     # --- text -> ids -------------------------------------------------------------
     def tokenize(self, text: str) -> list[Token]:
-        return tokenize_with_spans(text)
+        return self.vocabulary.tokenize(text)  # tokens with their ids in this model's vocabulary
 
     def to_ids(self, tokens: list[Token] | list[str]) -> np.ndarray:
-        return ids_of(words_of(tokens), self.index, self.unk_id)
+        return self.vocabulary.ids(tokens)
 
     def embed(self, ids: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(self.embedding[ids], dtype=np.float32)
+        return embed_rows(self.embedding, ids)
 
     def describe(self) -> dict:
         return {"name": self.name, "version": self.version, "task": self.task, "family": self.spec.cell,
