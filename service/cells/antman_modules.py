@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import flops as F
+
 MODULES = ("dense", "lgp-shuffle", "lgp-dense", "lowrank-lgp")
 
 
@@ -141,7 +143,7 @@ class Dense(Module):
 
     @property
     def macs(self):
-        return self.m * self.n
+        return F.dense_macs(self.m, self.n)
 
     def spec(self):
         return {"module": "dense"}
@@ -171,7 +173,7 @@ class LGPShuffle(Module):
 
     @property
     def macs(self):
-        return self.m * self.n // self.g
+        return F.lgp_shuffle_macs(self.m, self.n, self.g)
 
     def spec(self):
         return {"module": self.kind, "groups": self.g}
@@ -205,7 +207,7 @@ class LGPDense(Module):
 
     @property
     def macs(self):
-        return self.m * self.n // self.g + min(self.m, self.n) ** 2
+        return F.lgp_dense_macs(self.m, self.n, self.g)
 
     def spec(self):
         return {"module": self.kind, "groups": self.g}
@@ -239,7 +241,7 @@ class LowRankLGP(Module):
 
     @property
     def macs(self):
-        return self.m * self.k // self.go + self.n * self.k // self.gi + self.k * self.k
+        return F.lowrank_lgp_macs(self.m, self.n, self.gi, self.go, self.rank)
 
     def spec(self):
         return {"module": self.kind, "groups_in": self.gi, "groups_out": self.go, "rank": self.rank}
