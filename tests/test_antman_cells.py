@@ -186,3 +186,58 @@ def test_bad_compression_spec_fails_loudly_at_load(antman_models, edit, match):
     path.write_text(json.dumps(manifest))
     with pytest.raises(RegistryError, match=match):
         Registry(antman_models).load_all()
+
+
+def test_tampered_antman_weights_fail_the_checksum(antman_models):
+    path = antman_models / "am" / "weights.npz"
+    data = bytearray(path.read_bytes())
+    data[-40] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(RegistryError, match="checksum mismatch for 'weights.npz'"):
+        Registry(antman_models).load_all()
+
+
+def test_antman_blocks_of_the_wrong_shape_fail_at_load(antman_models):
+    """A consistent file and manifest whose blocks do not fit the layer (d=40: 4d=160 rows) is refused."""
+    from service.artifacts import write_artifact
+
+    art = load_artifact(antman_models / "am-skim")
+    weights = dict(art.weights)
+    weights["rnn.W_hh.blocks"] = np.zeros((10, 12, 4), np.float32)   # 120 rows, not 160
+    manifest = {k: v for k, v in art.manifest.items() if k not in ("files", "weights", "weight_dtypes")}
+    write_artifact(antman_models / "am-skim", manifest, weights, art.vocab)
+    with pytest.raises(RegistryError, match=r"W_hh has shape \(120, 40\), expected \(160, 40\)"):
+        Registry(antman_models).load_all()
+
+
+def test_antman_artifact_on_a_base_model(tmp_path):
+    """The contract's shape of a trained student: only the recurrent layer and the head in its weights, the
+    vocab and embedding from the narrow model of the same dataset through `base` (by checksum)."""
+    from service.artifacts import sha256_file, write_artifact
+
+    root = tmp_path / "models"
+    base = make_random_classifier(root / "narrow", e=E, d=16, d_small=0, seed=8)
+    narrow = load_artifact(root / "narrow")
+    rng = np.random.default_rng(9)
+    comp = COMPRESSIONS[0]
+    weights = random_layer_weights(rng, E, D, 0, compression=comp)
+    weights.update({"head.W": rng.standard_normal((2, D)).astype(np.float32), "head.b": np.zeros(2, np.float32)})
+    manifest = new_manifest("student", "classify", "antman-lstm", sizes={"embed": E, "hidden": D, "small_hidden": 0},
+                            labels=["negative", "positive"], tokenizer={"name": "skimserve-ptb-lower-v1"},
+                            compression=comp, teacher="narrow-teacher",
+                            distillation={"C_target": 1.0, "C_mse": 0.5, "C_kl": 2.0},
+                            base={"name": "narrow", "files": {"weights.npz": base["files"]["weights.npz"]}})
+    write_artifact(root / "student", manifest, weights, narrow.vocab)
+    art = load_artifact(root / "student")
+    assert "embedding" not in np.load(root / "student" / "weights.npz").files
+    np.testing.assert_array_equal(art.weights["embedding"], narrow.weights["embedding"])
+    registry = Registry(root).load_all()
+    assert "student" in registry.names()
+    # the base changed after the student was built: refused by checksum
+    np.savez(root / "narrow" / "weights.npz", **{**narrow.weights, "embedding": narrow.weights["embedding"] + 1})
+    from service.artifacts import refresh_checksums
+
+    refresh_checksums(root / "narrow")
+    assert sha256_file(root / "narrow" / "weights.npz") != base["files"]["weights.npz"]
+    with pytest.raises(RegistryError, match="base 'narrow' file 'weights.npz' has checksum"):
+        Registry(root).load_all()
