@@ -241,3 +241,17 @@ def test_antman_artifact_on_a_base_model(tmp_path):
     assert sha256_file(root / "narrow" / "weights.npz") != base["files"]["weights.npz"]
     with pytest.raises(RegistryError, match="base 'narrow' file 'weights.npz' has checksum"):
         Registry(root).load_all()
+
+
+def test_fast_without_the_antman_extension_falls_back_to_the_reference(monkeypatch):
+    import sys
+
+    import service.engine
+    from service.engine.backends import get_backend
+
+    monkeypatch.setitem(sys.modules, "service.engine._antmankernel", None)   # import fails: not built
+    monkeypatch.delitem(sys.modules, "service.engine.fast_antman", raising=False)
+    for attr in ("fast_antman", "_antmankernel"):   # `from . import X` reads the package attribute first
+        monkeypatch.delattr(service.engine, attr, raising=False)
+    assert get_backend("fast", "antman-lstm").name == "reference"
+    assert get_backend("auto", "antman-skim-lstm").name == "reference"
