@@ -109,3 +109,20 @@ def test_served_models_run_on_the_fast_kernel(tmp_path):
         assert f["label"] == r["label"] and f["skimmed"] == r["skimmed"]
         assert f["flops"] == r["flops"] and f["flop_reduction"] == r["flop_reduction"]
         assert f["probabilities"] == pytest.approx(r["probabilities"], abs=1e-5)
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_fast_equals_the_dense_kernel_on_the_reconstructed_matrices(case):
+    """The compiled AntMan layer against the compiled dense kernel (_skimkernel.c) run on the modules'
+    explicit m x n matrices: the same layer two ways, identical decisions."""
+    fast = pytest.importorskip("service.engine.fast", reason="the dense kernel is not built")
+    from service.engine.layer import LayerWeights
+
+    e, d, ds, comp = CASES[case]
+    cell, w = layer(e, d, ds, comp, seed=20 + case)
+    dense = LayerWeights(w.W_ih.dense().astype(np.float32), w.W_hh.dense().astype(np.float32), w.b,
+                         w.Ws_ih, w.Ws_hh, w.bs, w.Wd, w.bd)
+    x = np.random.default_rng(30 + case).standard_normal((90, e)).astype(np.float32)
+    for thr in (0.5, 1.0):
+        assert_same_layer_output(fast.run_layer(dense, x, thr), fast_antman.run_layer(w, x, thr),
+                                 f"case {case} thr {thr}", tol=TOL)
