@@ -135,8 +135,18 @@ def synthetic(sizes, budget: float, ref_reps: int) -> list[dict]:
 
 
 # --- part 2 -----------------------------------------------------------------------------------------
-def antman_models(models_dir: Path) -> list[tuple[Path, dict]]:
-    """(folder, manifest) of the AntMan models in models_dir, each followed by its teacher when it is there."""
+def _cell(manifest: dict) -> str:
+    return manifest.get("cell", manifest.get("family", ""))
+
+
+def _dataset(manifest: dict) -> str | None:
+    return (manifest.get("training") or {}).get("dataset")
+
+
+def antman_models(models_dir: Path) -> list[tuple[Path, dict, str]]:
+    """(folder, manifest, role) of the AntMan models in models_dir, dataset by dataset, and beside them what
+    they compare with when it is there: the dense teacher, the narrow base model and the Skim-LSTMs of the
+    same dataset (roles "antman", "teacher", "base", "skim")."""
     found = {}
     for folder in sorted(models_dir.iterdir()) if models_dir.is_dir() else []:
         try:
@@ -144,15 +154,25 @@ def antman_models(models_dir: Path) -> list[tuple[Path, dict]]:
         except (OSError, ValueError):
             continue
     by_name = {m.get("name"): (f, m) for f, m in found.items()}
+    students = [(f, m) for f, m in found.items() if _cell(m) in ANTMAN_CELLS]
     out, seen = [], set()
-    for folder, m in found.items():
-        if m.get("cell", m.get("family")) not in ANTMAN_CELLS:
-            continue
-        teacher = by_name.get(m.get("teacher"))
-        for entry in ([(folder, m)] + ([teacher] if teacher else [])):
-            if entry[0] not in seen:
-                seen.add(entry[0])
-                out.append(entry)
+
+    def add(entry, role):
+        if entry and entry[0] not in seen:
+            seen.add(entry[0])
+            out.append((*entry, role))
+
+    for ds in sorted({_dataset(m) or "" for _, m in students}):
+        group = [(f, m) for f, m in students if (_dataset(m) or "") == ds]
+        for entry in group:
+            add(entry, "antman")
+        for _, m in group:
+            add(by_name.get(m.get("teacher")), "teacher")
+            add(by_name.get((m.get("base") or {}).get("name")), "base")
+        if ds:
+            for f, m in found.items():
+                if _cell(m) == "skim-lstm" and _dataset(m) == ds and m.get("task") == "classify":
+                    add((f, m), "skim")
     return out
 
 
@@ -188,7 +208,7 @@ def real_models(models_dir: Path, n_texts: int, budget: float, ref_reps: int) ->
 
     rows = []
     rng = np.random.default_rng(0)
-    for folder, manifest in antman_models(models_dir):
+    for folder, manifest, role in antman_models(models_dir):
         art = load_artifact(folder)
         cell = art.spec.cell
         ref = build_model(art, "reference")
@@ -203,13 +223,14 @@ def real_models(models_dir: Path, n_texts: int, budget: float, ref_reps: int) ->
         res = interleaved(fns, budget, {"reference": ref_reps})
         outs = [ref.forward(i, thr)[1] for i in ids]
         costs = [ref.layer_cost(o) for o in outs]
-        row = {"model": art.name, "cell": cell, "version": art.manifest.get("version"),
+        row = {"model": art.name, "role": role, "cell": cell, "version": art.manifest.get("version"),
                "sizes": {k: art.spec.sizes.get(k) for k in ("embed", "hidden", "small_hidden")},
                "compression": {k: v.as_dict() for k, v in (art.spec.compression or {}).items()} or None,
                "teacher": manifest.get("teacher"), "distillation": manifest.get("distillation"),
                "texts": source, "tokens": tokens, "threshold": thr,
                "skim_rate": sum(o.skimmed for o in outs) / tokens,
                "flop_reduction": sum(c.flops_full for c in costs) / sum(c.flops for c in costs),
+               "flops_per_token": sum(c.flops for c in costs) / tokens,
                **card_figures(folder)}
         for k, (sec, reps) in res.items():
             row[f"{k}_us_per_token"] = 1e6 * sec / tokens
@@ -217,7 +238,7 @@ def real_models(models_dir: Path, n_texts: int, budget: float, ref_reps: int) ->
         if "fast" in res:
             row["fast_speedup_vs_reference"] = res["reference"][0] / res["fast"][0]
         rows.append(row)
-        print(f"{art.name:22s} {cell:17s} flop_reduction {row['flop_reduction']:5.2f}  "
+        print(f"{art.name:22s} {role:8s} {cell:17s} flop_reduction {row['flop_reduction']:5.2f}  "
               + "  ".join(f"{k} {row[k + '_us_per_token']:.2f}" for k in res) + " µs/token")
     return rows
 
@@ -275,14 +296,18 @@ def to_markdown(result: dict) -> str:
     if not result["models"]:
         lines.append(f"No AntMan model in `{result['models_dir']}`.")
     else:
-        lines += ["| model | cell | compression | teacher | flop_reduction vs teacher | skim rate | test accuracy (card) "
-                  "| reference µs/token | fast µs/token | texts |",
-                  "|---|---|---|---|---:|---:|---:|---:|---:|---|"]
+        lines += ["Each model at its default threshold on the same texts. `flop_reduction` is against each model's "
+                  "own full LSTM (for AntMan models: the dense teacher); FLOPs/token (layer and head) compares "
+                  "across rows.", "",
+                  "| model | role | cell | compression | teacher | FLOPs/token | flop_reduction | skim rate "
+                  "| test accuracy (card) | reference µs/token | fast µs/token | texts |",
+                  "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
         for r in result["models"]:
             acc = r.get("card_accuracy")
             lines.append(
-                f"| {r['model']} | {r['cell']} | {compression_text(r['compression'])} | {r['teacher'] or '-'} "
-                f"| {r['flop_reduction']:.2f}x | {r['skim_rate']:.1%} | {'-' if acc is None else f'{100 * acc:.2f}%'} "
+                f"| {r['model']} | {r['role']} | {r['cell']} | {compression_text(r['compression'])} "
+                f"| {r['teacher'] or '-'} | {r['flops_per_token']:,.0f} | {r['flop_reduction']:.2f}x "
+                f"| {r['skim_rate']:.1%} | {'-' if acc is None else f'{100 * acc:.2f}%'} "
                 f"| {_f(r.get('reference_us_per_token'), '.2f')} | {_f(r.get('fast_us_per_token'), '.2f')} "
                 f"| {r['texts']} |")
     lines.append("")

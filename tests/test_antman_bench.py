@@ -18,8 +18,13 @@ def models(tmp_path):
     root = tmp_path / "models"
     make_random_classifier(root / "teacher", e=20, d=40, d_small=0, seed=1, name="random-dense-teacher")
     make_random_classifier(root / "student", e=20, d=40, d_small=0, seed=2, compression=COMP, name="am-student")
-    make_random_classifier(root / "skim", e=20, d=40, d_small=8, seed=3, compression=COMP, name="am-skim")
-    make_random_classifier(root / "other", e=20, d=40, d_small=8, seed=4, name="plain-skim")
+    make_random_classifier(root / "skim", e=20, d=40, d_small=8, seed=3, compression=COMP, name="am-skim",
+                           training={"dataset": "toyds"})
+    make_random_classifier(root / "other", e=20, d=40, d_small=8, seed=4, name="plain-skim",
+                           training={"dataset": "toyds"})
+    make_random_classifier(root / "other2", e=20, d=40, d_small=8, seed=4, name="plain-skim-elsewhere",
+                           training={"dataset": "otherds"})
+    make_random_classifier(root / "unrelated", e=20, d=40, d_small=0, seed=5, name="plain-lstm")
     return root
 
 
@@ -39,12 +44,16 @@ def test_benchmark_writes_the_table(models, tmp_path):
             assert r["fast_us_per_token"] > 0 and r["speedup_vs_fast_dense"] > 0
     g10 = next(r for r in syn if r["config"] == "LGP-Shuffle g=10")
     assert g10["theoretical_speedup_products"] == pytest.approx(10.0)
-    names = [r["model"] for r in result["models"]]
-    assert set(names) == {"am-skim", "am-student", "random-dense-teacher"}   # the plain skim model is not AntMan
+    roles = {r["model"]: r["role"] for r in result["models"]}
+    # the Skim-LSTM of am-skim's dataset joins (no such test split: random ids), not those of other datasets
+    assert roles == {"am-skim": "antman", "am-student": "antman", "random-dense-teacher": "teacher",
+                     "plain-skim": "skim"}
     student = next(r for r in result["models"] if r["model"] == "am-student")
     assert student["compression"] == COMP and student["teacher"] == "random-dense-teacher"
     assert student["flop_reduction"] == pytest.approx(F.read_flops(20, 40) / F.antman_read_flops(
         40, F.module_macs(COMP["W_ih"], 160, 20), F.module_macs(COMP["W_hh"], 160, 40)), rel=0.02)  # head: 2%
+    assert student["flops_per_token"] * student["flop_reduction"] == pytest.approx(
+        next(r for r in result["models"] if r["model"] == "random-dense-teacher")["flops_per_token"], rel=1e-9)
     md = (out / "antman.md").read_text()
     assert "| 40 | LGP-Shuffle g=10 | 8.78x (10.00x) |" in md and "am-student" in md
 
