@@ -16,6 +16,9 @@ else:
 
 setup(
     ext_modules=[
+        # the AntMan layers' kernel (service/engine/fast_antman.py; the reference runs them without it)
+        Extension("service.engine._antmankernel", sources=["service/engine/_antmankernel.c"],
+                  depends=["service/engine/_sk_simd.h"], extra_compile_args=_flags, optional=True),
         Extension(
             "service.engine._skimkernel",
             sources=["service/engine/_skimkernel.c"],

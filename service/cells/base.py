@@ -16,6 +16,10 @@ class Cell:
         It must expose input_size and hidden_size."""
         raise NotImplementedError
 
+    def check_manifest(self, w, manifest, prefix: str) -> None:
+        """Check the layer's weights against what the manifest declares about them (ValueError if they
+        disagree). Default: nothing to check."""
+
     def cost(self, w, tokens: int, skimmed: int) -> LayerCost:
         """FLOPs of one run over `tokens` tokens of which `skimmed` took the cheap path (service/flops.py)."""
         raise NotImplementedError

@@ -13,6 +13,7 @@ here), `run_layer` and optionally `prepare` / `model_runner`, and add it with `r
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.json")
 GATED = frozenset({"lstm", "skim-lstm"})
+ANTMAN = frozenset({"antman-lstm", "antman-skim-lstm"})
 
 LayerKernel = Callable[[object, np.ndarray, float], LayerOutput]
 
@@ -70,21 +72,46 @@ class ReferenceBackend(Backend):
         return run_reference(w, x, threshold)
 
 
+@functools.cache
+def _antman_weights() -> type:
+    from ..cells.antman_lstm import AntManWeights  # late: the cells import the engine
+
+    return AntManWeights
+
+
 class FastBackend(Backend):
-    """The compiled C kernel (service/engine/_skimkernel.c, built by pip)."""
+    """The compiled C kernels (service/engine/_skimkernel.c; _antmankernel.c for the AntMan cells; built by
+    pip). The AntMan cells count as supported only where their extension imports."""
     name = "fast"
-    cells = GATED | {"skip-lstm"}
+    cells = GATED | {"skip-lstm"} | ANTMAN
 
     def load(self):
         from . import fast  # ImportError when the extension was not built
 
         self._mod = fast
 
+    def supports(self, cell):
+        if cell in ANTMAN:
+            try:
+                from . import fast_antman  # noqa: F401
+            except ImportError as exc:
+                log.warning("the AntMan kernel is not built (%s)", exc)
+                return False
+        return super().supports(cell)
+
+    def _impl(self, w):
+        """fast_antman for AntMan layers (weights holding modules), else fast."""
+        if isinstance(w, _antman_weights()):
+            from . import fast_antman
+
+            return fast_antman
+        return self._mod
+
     def prepare(self, w):
-        self._mod.prepare(w)
+        self._impl(w).prepare(w)
 
     def run_layer(self, w, x, threshold):
-        return self._mod.run_layer(w, x, threshold)
+        return self._impl(w).run_layer(w, x, threshold)
 
     def layer_kernel(self):
         return self._mod.run_layer

@@ -109,8 +109,9 @@ def _forget(key: int) -> None:
         _cache.pop(key, None)
 
 
-def packed(w: LayerWeights) -> Packed:
-    """The packed form of w, built once (keyed on the object; dropped when w is collected)."""
+def packed(w: LayerWeights, build=Packed):
+    """The packed form of w, built once by `build` (keyed on the object; dropped when w is collected).
+    fast_antman.py packs its layers through the same cache."""
     key = id(w)
     entry = _cache.get(key)
     if entry is not None and entry[0]() is w:
@@ -118,7 +119,7 @@ def packed(w: LayerWeights) -> Packed:
     with _lock:
         entry = _cache.get(key)
         if entry is None or entry[0]() is not w:
-            entry = (weakref.ref(w), Packed(w))
+            entry = (weakref.ref(w), build(w))
             _cache[key] = entry
             weakref.finalize(w, _forget, key)
     return entry[1]

@@ -64,6 +64,7 @@ class LayerStack:
         for spec in manifest.layers:
             cell = get_cell(manifest.layer_cell(spec))
             w = cell.weights(weights, spec.prefix)
+            cell.check_manifest(w, manifest, spec.prefix)
             self.layers.append(Layer(spec, cell, w, get_backend(kernel, cell.name)))
         self.depths = sorted({layer.spec.depth for layer in self.layers})
         self._check_sizes()
