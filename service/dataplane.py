@@ -24,6 +24,7 @@ class NotReady(InputError):
 class Dataplane:
     def __init__(self, registry: Registry, pool: WorkPool, limits: Limits):
         self.registry, self.pool, self.limits = registry, pool, limits
+        self.controller = None  # a loadcontrol.LoadController in latency-objective mode (app.create_app)
 
     def entry(self, task: str, name: str | None) -> ModelEntry:
         """The named (or default) model, which must answer `task` (else 400 wrong_task)."""
@@ -38,11 +39,25 @@ class Dataplane:
                                                 f"(models for '{task}': {', '.join(self.registry.names(task)) or 'none'})")
         return entry
 
-    def params(self, entry: ModelEntry, threshold, explain: bool = False, **extra) -> Params:
-        """threshold None -> the model's default; a list -> one per layer depth (checked against the model)."""
+    def params(self, entry: ModelEntry, threshold, explain: bool = False, budget: float | None = None,
+               **extra) -> Params:
+        """threshold None -> the model's default (or, with a budget only, the calibrated threshold for that
+        budget; under load, the load controller's); a list -> one per layer depth (checked against the model).
+        budget: the FLOP cap (engine/budget.py); the threshold decides, the budget caps."""
         model = entry.model
+        source = "request"
+        if budget is not None and budget < 1.0 and not model.stack.honours_budget:
+            raise InputError(400, "budget_unsupported",
+                             f"model '{entry.name}' ({model.cell}) cannot spend less than its full cost: a budget "
+                             "below 1 needs a model whose every layer skims (a skim-lstm or skip-lstm model)")
         if threshold is None:
-            thr = model.default_threshold
+            thr, source = model.default_threshold, "default"
+            by_budget = model.calibration.threshold_for_budget(budget) if budget is not None and \
+                model.calibration is not None else None
+            if by_budget is not None:
+                thr, source = by_budget, "budget"
+            elif budget is None and self.controller is not None:
+                thr, source = self.controller.threshold_for(model)
         elif isinstance(threshold, (list, tuple)):
             depths = len(model.stack.depths)
             if len(threshold) != depths:
@@ -51,7 +66,7 @@ class Dataplane:
             thr = tuple(float(t) for t in threshold)
         else:
             thr = float(threshold)
-        return Params(thr, explain, extra)
+        return Params(thr, explain, extra, budget, source)
 
     def _items(self, entry: ModelEntry, body):
         task = get_task(entry.model.task)
@@ -63,7 +78,8 @@ class Dataplane:
     def _envelope(task, entry: ModelEntry, body, params: Params, results: list[dict]) -> dict:
         thr = params.threshold
         ref = {"model": entry.name, "version": entry.model.version, "kernel": entry.model.kernel_name,
-               "threshold": list(thr) if isinstance(thr, tuple) else thr}
+               "threshold": list(thr) if isinstance(thr, tuple) else thr, "budget": params.budget,
+               "threshold_source": params.threshold_source}
         return task.envelope(ref, body, results)
 
     async def run(self, entry: ModelEntry, body, params: Params) -> dict:

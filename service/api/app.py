@@ -18,7 +18,7 @@ from ..dataplane import Dataplane, Limits
 from ..engine.backends import configure as configure_backends
 from ..pool import WorkPool
 from ..registry import Registry, RegistryError
-from . import errors, routes
+from . import budget_doc, errors, routes
 from .schemas import THRESHOLD_DOC
 
 log = logging.getLogger("service")
@@ -108,6 +108,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.state.dataplane = Dataplane(registry, app.state.pool, app.state.limits)
     errors.install(app)
     app.include_router(routes.router)
+    budget_doc.install(app)
     app.add_middleware(MetricsMiddleware)
     return app
 
