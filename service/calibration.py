@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class Calibration:
     curve: list[dict] = field(default_factory=list)   # rows sorted by threshold, ascending
-    budget_rule: str = "default"                      # "curve": threshold from the curve; "default": the model's
+    budget_rule: str = "default"   # "table": the budgets table's; "curve": from the curve; "default": the model's
     budgets: list[dict] = field(default_factory=list)
 
     @classmethod
@@ -21,8 +21,19 @@ class Calibration:
         return cls(curve, str(cal.get("budget_rule", "default")), list(cal.get("budgets", [])))
 
     def threshold_for_budget(self, budget: float) -> float | None:
-        """The highest curve threshold whose dev FLOP share fits the budget (the lowest when none does), or
-        None when the rule chosen on dev is to keep the default threshold and let the cap alone act."""
+        """The threshold of a request that sends only a budget, or None for the model's default.
+        Rule "table" (training.calibrate_curve): the budgets table's threshold, chosen on dev for that budget;
+        between two rows, the row of the largest budget not above it (chosen for a tighter cap), below the
+        first row the first row's. Rule "curve": the highest curve threshold whose dev FLOP share fits the
+        budget (the lowest when none does). A budget of 1 caps nothing: the default."""
+        if budget >= 1.0:
+            return None
+        if self.budget_rule == "table":
+            rows = sorted((r for r in self.budgets if r.get("threshold") is not None), key=lambda r: r["budget"])
+            if not rows:
+                return None
+            below = [r for r in rows if r["budget"] <= budget + 1e-12]
+            return float((below[-1] if below else rows[0])["threshold"])
         if self.budget_rule != "curve":
             return None
         fits = [float(r["threshold"]) for r in self.curve if float(r["flop_share"]) <= budget]
