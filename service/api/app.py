@@ -70,6 +70,21 @@ class MetricsMiddleware:
                 time.perf_counter() - t0)
 
 
+def load_controller(settings: Settings, dataplane: Dataplane, registry: Registry):
+    """The latency-objective controller (service/loadcontrol.py), or None when the mode is off."""
+    if not settings.latency_objective_ms:
+        return None
+    from ..loadcontrol import LoadController
+
+    ctl = LoadController(settings.latency_objective_ms, settings.min_threshold, lambda: dataplane.pool.waiting,
+                         settings.threads)
+    for entry in registry.entries.values():
+        ctl.register(entry.model)
+    log.info("latency objective %.1f ms: default thresholds may go down to %.2f under load (%d steps at most)",
+             settings.latency_objective_ms, settings.min_threshold, ctl.max_level)
+    return ctl
+
+
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
     """A registry that is already loaded (tests) is served as is; otherwise the startup loads it."""
     settings = settings or Settings.from_env()
@@ -91,6 +106,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         if app.state.pool.closed:
             app.state.pool = WorkPool(settings.threads, settings.max_queue)
             app.state.dataplane.pool = app.state.pool
+        app.state.dataplane.controller = load_controller(settings, app.state.dataplane, registry)
         log.info("serving %d models (%s), default %s; %d model threads, queue %d", len(registry.entries),
                  ", ".join(registry.names()), registry.default_name, settings.threads, settings.max_queue)
         try:
