@@ -98,12 +98,12 @@ LONG = " ".join(["the film was not very good but the acting was great ."] * 10)
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     root = tmp_path_factory.mktemp("load-models")
-    make_random_classifier(root / "cal-skim", e=16, d=40, d_small=2, seed=3)
-    m = json.loads((root / "cal-skim" / MANIFEST).read_text())
+    make_random_classifier(root / "load-skim", e=16, d=40, d_small=2, seed=3)
+    m = json.loads((root / "load-skim" / MANIFEST).read_text())
     m["calibration"] = {"split": "dev", "budget_rule": "curve", "curve": CURVE, "budgets": []}
-    (root / "cal-skim" / MANIFEST).write_text(json.dumps(m))
-    refresh_checksums(root / "cal-skim")
-    settings = Settings(models_dir=str(root), pool_threads=1, default_model="cal-skim", latency_objective_ms=20,
+    (root / "load-skim" / MANIFEST).write_text(json.dumps(m))
+    refresh_checksums(root / "load-skim")
+    settings = Settings(models_dir=str(root), pool_threads=1, default_model="load-skim", latency_objective_ms=20,
                         min_threshold=0.1)
     with TestClient(create_app(settings)) as c:
         yield c
@@ -124,8 +124,8 @@ def test_http_only_unset_requests_are_lowered_and_counted(client):
     r = client.post("/classify", json={"text": LONG}).json()
     assert (r["threshold"], r["threshold_source"]) == (0.5, "default")
     text = client.get("/metrics").text
-    assert 'skimserve_threshold_source_total{model="cal-skim",source="load"} 1.0' in text
-    assert 'skimserve_threshold_source_total{model="cal-skim",source="request"} 1.0' in text
+    assert 'skimserve_threshold_source_total{model="load-skim",source="load"} 1.0' in text
+    assert 'skimserve_threshold_source_total{model="load-skim",source="request"} 1.0' in text
     assert "skimserve_load_level" in text
 
 
