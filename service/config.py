@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     pool_threads: int = Field(0, ge=0, description="model threads per worker; 0 = one per CPU core")
     max_queue: int = Field(64, ge=0, description="model jobs allowed to wait per worker; beyond it: "
                            "503 + Retry-After")
+    inline_max_bytes: int = Field(4096, ge=0, description="request bodies up to this size run on the event "
+                                  "loop (a thread hop costs more than their model time); larger ones on the "
+                                  "pool; 0 = always the pool")
+    fast_path: bool = Field(True, description="answer valid /classify and /qa requests in plain ASGI "
+                            "(service/api/fast_path.py); false: every request through the FastAPI routes")
     # --- latency objective (service/loadcontrol.py) ---
     latency_objective_ms: float = Field(0.0, ge=0.0, description="latency objective, ms; > 0: under load, lower "
                                         "the default threshold of requests that set none (along each model's "

@@ -89,8 +89,9 @@ class Dataplane:
     def _envelope(task, entry: ModelEntry, body, params: Params, results: list[dict]) -> dict:
         thr = params.threshold
         ref = {"model": entry.name, "version": entry.model.version, "kernel": entry.model.kernel_name,
-               "threshold": list(thr) if isinstance(thr, tuple) else thr, "budget": params.budget,
-               "threshold_source": params.threshold_source}
+               "threshold": list(thr) if isinstance(thr, tuple) else thr, "threshold_source": params.threshold_source}
+        if params.budget is not None:  # absent when none was sent (both transports answer the same)
+            ref["budget"] = params.budget
         return task.envelope(ref, body, results)
 
     async def run(self, entry: ModelEntry, body, params: Params) -> dict:

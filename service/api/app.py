@@ -19,6 +19,7 @@ from ..engine.backends import configure as configure_backends
 from ..pool import WorkPool
 from ..registry import Registry, RegistryError
 from . import budget_doc, errors, routes
+from .fast_path import FastPath
 from .schemas import THRESHOLD_DOC
 
 log = logging.getLogger("service")
@@ -66,8 +67,7 @@ class MetricsMiddleware:
                 metrics.INFLIGHT.dec()
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or "unmatched"
-            metrics.REQUEST_DURATION.labels(endpoint=endpoint, model=info["model"], status=str(status[0])).observe(
-                time.perf_counter() - t0)
+            metrics.observe_request(endpoint, info["model"], str(status[0]), time.perf_counter() - t0)
 
 
 def load_controller(settings: Settings, dataplane: Dataplane, registry: Registry):
@@ -125,6 +125,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     errors.install(app)
     app.include_router(routes.router)
     budget_doc.install(app)
+    app.add_middleware(FastPath, state=app.state)  # innermost: inside the request metrics
     app.add_middleware(MetricsMiddleware)
     return app
 

@@ -18,7 +18,7 @@ def _parse_int(digits: str):
     return int(digits) if len(digits) <= MAX_INT_DIGITS else float("inf")
 
 
-def _is_json(content_type: str) -> bool:
+def is_json(content_type: str) -> bool:
     media, _, params = content_type.partition(";")
     media = media.strip().lower()
     if not (media in JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))):
@@ -32,7 +32,7 @@ def _is_json(content_type: str) -> bool:
 
 async def read_json(request: Request, max_bytes: int) -> object:
     ctype = request.headers.get("content-type", "")
-    if not _is_json(ctype):
+    if not is_json(ctype):
         raise ApiError(415, "unsupported_media_type",
                        f"send the body as JSON with 'Content-Type: application/json' (got {repr(ctype) if ctype else 'none'})")
     declared = request.headers.get("content-length")
@@ -43,13 +43,18 @@ async def read_json(request: Request, max_bytes: int) -> object:
         body += chunk
         if len(body) > max_bytes:
             raise ApiError(413, "body_too_large", f"body over {max_bytes} bytes")
+    return decode_json(bytes(body))
+
+
+def decode_json(body: bytes) -> object:
+    """A request body's bytes -> the JSON value, or the ApiError that says what is wrong with them."""
     if not body.strip():
         raise ApiError(400, "malformed_json", "the body is empty; expected a JSON object")
     try:
-        text = bytes(body).decode("utf-8-sig")  # tolerate a BOM; reject every other non-UTF-8 byte
+        text = body.decode("utf-8-sig")  # tolerate a BOM; reject every other non-UTF-8 byte
     except UnicodeDecodeError as exc:
         raise ApiError(400, "invalid_encoding",
-                       f"the body is not valid UTF-8 (byte {exc.start}: {bytes(body[exc.start:exc.start + 1])!r})"
+                       f"the body is not valid UTF-8 (byte {exc.start}: {body[exc.start:exc.start + 1]!r})"
                        ) from None
     try:
         return json.loads(text, parse_int=_parse_int)

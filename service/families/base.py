@@ -15,7 +15,7 @@ from ..calibration import Calibration
 from ..engine.backends import get_backend
 from ..engine.stack import LayerResult, LayerStack
 from ..manifest import Manifest
-from ..tokenizer import Token, tokenize_with_spans
+from ..tokenizer import Token, tokenize_with_spans, words_of
 
 PAD, UNK = "<pad>", "<unk>"
 
@@ -114,8 +114,8 @@ class ServedModel:
         return tokenize_with_spans(text)
 
     def to_ids(self, tokens: list[Token] | list[str]) -> np.ndarray:
-        words = [t if isinstance(t, str) else t.text for t in tokens]
-        return np.fromiter((self.index.get(w, self.unk_id) for w in words), dtype=np.int64, count=len(words))
+        get, unk = self.index.get, self.unk_id
+        return np.array([get(w, unk) for w in words_of(tokens)], dtype=np.int64).reshape(-1)
 
     def embed(self, ids: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(self.embedding[ids], dtype=np.float32)
