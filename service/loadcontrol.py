@@ -4,11 +4,13 @@ each model's calibrated curve, down to a floor; go back to the default as load f
 `skimserve serve --latency-objective-ms 20 [--min-threshold 0.1]` (SKIMSERVE_LATENCY_OBJECTIVE_MS,
 SKIMSERVE_MIN_THRESHOLD). One controller per worker process, fed by that worker's own requests and queue:
 
-- it keeps the latencies (dataplane entry to answer, pool wait included) of the last `window_s` seconds;
-- every `tick_s` it decides: the objective is *at risk* when the window's p99 exceeds `risk` x objective or
-  jobs are waiting for a pool thread beyond `queue_risk` per thread; then the level goes one step down the
-  curve. It is *relaxed* when the p99 is under `relax` x objective and no job waits; after `hold_s` of
-  relaxed ticks the level goes one step back up. In between it holds (no flapping).
+- it keeps, for the last `window_s` seconds, the latencies of answered requests (body read to answer, pool
+  wait included) and the event loop's lag (how late a 5 ms timer fires: the time a request that has arrived
+  waits before the loop reads it; small requests run on the loop, so their queue is there, not in the pool);
+- every `tick_s` it decides on the estimate p99(latency) + p99(lag): the objective is *at risk* when the
+  estimate exceeds `risk` x objective or jobs wait for a pool thread beyond `queue_risk` per thread; then
+  the level goes one step down the curve. It is *relaxed* when the estimate is under `relax` x objective and
+  no job waits; after `hold_s` of relaxed ticks the level goes one step back up. In between it holds.
 - level k means: for each skimming model, the k-th threshold of its steps (its default, then the lower
   curve thresholds down to `--min-threshold`; the last one once k passes the end).
 
@@ -18,6 +20,7 @@ visible: the response says `threshold_source: load`, and Prometheus has `skimser
 """
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import deque
@@ -53,6 +56,7 @@ class LoadController:
         self.level = 0
         self.max_level = 0
         self._samples: deque[tuple[float, float]] = deque()
+        self._lags: deque[tuple[float, float]] = deque()
         self._lock = threading.Lock()
         self._last_tick = clock()
         self._relaxed_since: float | None = None
@@ -81,13 +85,24 @@ class LoadController:
             self._samples.append((now, latency_s))
         self._maybe_tick(now)
 
-    def p99(self, now: float | None = None) -> float | None:
-        now = self.clock() if now is None else now
+    def observe_lag(self, lag_s: float) -> None:
+        now = self.clock()
         with self._lock:
-            while self._samples and self._samples[0][0] < now - self.window_s:
-                self._samples.popleft()
-            values = [s for _, s in self._samples]
+            self._lags.append((now, max(0.0, lag_s)))
+        self._maybe_tick(now)
+
+    def _p99(self, samples: deque, now: float) -> float | None:
+        with self._lock:
+            while samples and samples[0][0] < now - self.window_s:
+                samples.popleft()
+            values = [s for _, s in samples]
         return float(np.percentile(values, 99)) if values else None
+
+    def estimate(self, now: float | None = None) -> float | None:
+        """p99 latency + p99 loop lag over the window, seconds (None: no request in the window)."""
+        now = self.clock() if now is None else now
+        p99, lag = self._p99(self._samples, now), self._p99(self._lags, now)
+        return None if p99 is None else p99 + (lag or 0.0)
 
     def _maybe_tick(self, now: float | None = None) -> None:
         now = self.clock() if now is None else now
@@ -102,11 +117,11 @@ class LoadController:
     def tick(self, now: float | None = None) -> int:
         """One control decision; returns the new level."""
         now = self.clock() if now is None else now
-        p99 = self.p99(now)
+        est = self.estimate(now)
         waiting = self.queue_depth()
-        at_risk = (p99 is not None and p99 > self.risk * self.objective_s) or \
+        at_risk = (est is not None and est > self.risk * self.objective_s) or \
             waiting > self.queue_risk * self.threads
-        relaxed = waiting == 0 and (p99 is None or p99 < self.relax * self.objective_s)
+        relaxed = waiting == 0 and (est is None or est < self.relax * self.objective_s)
         if at_risk:
             self._relaxed_since = None
             self.level = min(self.level + 1, self.max_level)
@@ -122,3 +137,12 @@ class LoadController:
 
         metrics.LOAD_LEVEL.set(self.level)
         return self.level
+
+
+async def watch_loop_lag(ctl: LoadController, period_s: float = 0.005) -> None:
+    """Feeds the controller the event loop's lag until cancelled (app lifespan)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        t = loop.time()
+        await asyncio.sleep(period_s)
+        ctl.observe_lag(loop.time() - t - period_s)

@@ -75,6 +75,13 @@ def test_goes_down_under_risk_holds_then_returns_to_the_default():
     clock.t += 0.11
     ctl.observe(0.001)
     assert ctl.level == 1
+    waiting[0] = 0
+    clock.t += 1.5
+    ctl.observe(0.002)
+    for _ in range(3):                      # fast answers, but the loop runs 15 ms late: at risk
+        clock.t += 0.11
+        ctl.observe_lag(0.015)
+    assert ctl.level == 2
 
 
 def test_plain_models_are_never_lowered():

@@ -6,6 +6,7 @@ longer) loaded and warmed.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -106,12 +107,19 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         if app.state.pool.closed:
             app.state.pool = WorkPool(settings.threads, settings.max_queue)
             app.state.dataplane.pool = app.state.pool
-        app.state.dataplane.controller = load_controller(settings, app.state.dataplane, registry)
+        ctl = app.state.dataplane.controller = load_controller(settings, app.state.dataplane, registry)
+        lag_watch = None
+        if ctl is not None:
+            from ..loadcontrol import watch_loop_lag
+
+            lag_watch = asyncio.get_running_loop().create_task(watch_loop_lag(ctl))
         log.info("serving %d models (%s), default %s; %d model threads, queue %d", len(registry.entries),
                  ", ".join(registry.names()), registry.default_name, settings.threads, settings.max_queue)
         try:
             yield
         finally:
+            if lag_watch is not None:
+                lag_watch.cancel()
             app.state.pool.shutdown(wait=False)
             metrics.mark_process_dead()
 
