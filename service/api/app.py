@@ -108,6 +108,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             app.state.pool = WorkPool(settings.threads, settings.max_queue)
             app.state.dataplane.pool = app.state.pool
         ctl = app.state.dataplane.controller = load_controller(settings, app.state.dataplane, registry)
+        metrics.LOAD_LEVEL.set(0)  # exported from the start (0 = defaults; also when the mode is off)
         lag_watch = None
         if ctl is not None:
             from ..loadcontrol import watch_loop_lag
