@@ -339,6 +339,8 @@ class OverloadUser(FastHttpUser):
             cls._texts = {"long": load_labelled("long"), "short": load_labelled("short")}
         self.rng = random.Random(id(self))
         self.models = {k: task_model(k) for k in ("long", "short")}
+        if USER_RATE:  # a random phase: users started together would otherwise fire in bursts, in step
+            time.sleep(self.rng.uniform(0, 1 / USER_RATE))  # gevent-patched: yields to the other users
         with cls._labels_lock:  # one GET per model, not one per user
             for name in self.models.values():
                 if name and name not in cls._labels:
