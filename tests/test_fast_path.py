@@ -69,6 +69,10 @@ VALID = [
     ("/classify", "explain=false", {"texts": [TEXT, "great acting", "awful !"]}),
     ("/classify", "model=fp-skim&threshold=0.5", {"text": "é and ü are not ascii , \u00e9t\u00e9 ."}),
     ("/classify", "threshold=0.3", {"text": " ".join([TEXT] * 3)}),  # over inline_max_bytes: the pool
+    ("/classify", "budget=0.3", {"text": TEXT}),
+    ("/classify", "budget=0.2&threshold=1", {"text": TEXT}),
+    ("/classify", "budget=1&model=fp-dense", {"text": TEXT}),
+    ("/qa", "budget=0.5&thresholds=1,1", {"context": CONTEXT, "question": QUESTION}),
     ("/qa", "", {"context": CONTEXT, "question": QUESTION}),
     ("/qa", "threshold=0.2&explain=true", {"context": CONTEXT, "question": QUESTION}),
     ("/qa", "thresholds=0.5,0.3", {"context": CONTEXT, "question": QUESTION}),
@@ -99,6 +103,10 @@ NOT_TAKEN = [  # (path, query, raw body, content type): each one goes to the rou
     ("/classify", "threshold=0.3&threshold=0.4", b'{"text": "good"}', RAW_JSON),
     ("/classify", "threshold=", b'{"text": "good"}', RAW_JSON),
     ("/classify", "explain=yes", b'{"text": "good"}', RAW_JSON),
+    ("/classify", "budget=0", b'{"text": "good"}', RAW_JSON),
+    ("/classify", "budget=1.5", b'{"text": "good"}', RAW_JSON),
+    ("/classify", "budget=nan", b'{"text": "good"}', RAW_JSON),
+    ("/classify", "budget=0.5&model=fp-dense", b'{"text": "good"}', RAW_JSON),  # 400 budget_unsupported
     ("/classify", "explain=1", b'{"text": "good"}', RAW_JSON),
     ("/classify", "unknown=1", b'{"text": "good"}', RAW_JSON),
     ("/classify", "model=nope", b'{"text": "good"}', RAW_JSON),

@@ -13,10 +13,12 @@
  * Gate order inside a gate vector is PyTorch's i, f, g, o, each block n long (n = d or d').
  *
  * Entry points (arrays are C-contiguous float32 buffers unless stated; blob/meta: see unpack()):
- *   run(blob, meta, x, T, threshold, mask, hs, skim, p, pre_reads) -> int
+ *   run(blob, meta, x, T, threshold, mask, hs, skim, p, pre_reads[, allowance, read_cost, skim_cost]) -> int
  *       one layer in its cheaper form: dense_loop when no token can be skimmed (plain LSTM, threshold >= 1
- *       or NaN; returns -1), else the per-token skim loop (skim_loop; returns how many input-projection
- *       windows it computed).  mask: empty -> decide by threshold; T bytes -> forced decisions (benchmarks).
+ *       or NaN, no budget; returns -1), else the per-token skim loop (skim_loop; returns how many
+ *       input-projection windows it computed).  mask: empty -> decide by threshold; T bytes -> forced
+ *       decisions (benchmarks).  allowance >= 0: the FLOP budget (service/engine/budget.py, integers): a
+ *       read step happens only if spent + read_cost + (T - t - 1) * skim_cost <= allowance; -1: none.
  *   has_avx2() -> bool: which code path runs;  set_avx2(bool) -> bool: force the scalar path (tests).
  * The GIL is released while computing.  Work buffers live in a per-thread work space reused across calls.
  *
@@ -124,8 +126,10 @@ static inline size_t r16(size_t n) { return (n + 15) & ~(size_t)15; }  /* 64-byt
  * depends only on the sequence's own decisions (deterministic).  Both forms compute the same sums in
  * another order.  FLOPs beyond service/flops.py's count: the small cell's recurrent matvec on read steps
  * (8 d' d per read) and, in form B, the projections of tokens of a window that end up skimmed. */
+typedef struct { long long allowance, read, skim; } Budget;  /* allowance < 0: no budget */
+
 static int skim_loop(const Weights *W, const float *x, int T, float thr, const uint8_t *mask, int pre_reads,
-                     float *hs, uint8_t *skim, float *p, int *n_pre)
+                     const Budget *B, float *hs, uint8_t *skim, float *p, int *n_pre)
 {
     const int e = W->e, d = W->d, ds = W->ds, RB = W->RB, RS = W->RS, RX = W->RX;
     const size_t nh = r16(d + 8), nG = r16(RB + 8), nS = r16(RS + 8), nXS = r16((size_t)TBLOCK * RX + 8);
@@ -135,6 +139,7 @@ static int skim_loop(const Weights *W, const float *x, int T, float thr, const u
     memset(ws, 0, (2 * nh + nG + nS) * sizeof(float));
     unsigned recent = 0;                       /* bit i: step t-i was a read */
     int pre_from = 0, pre_to = 0, pre_windows = 0;
+    long long spent = 0;
     for (int t = 0; t < T; t++) {
         const int tb = t % TBLOCK;
         if (tb == 0) {
@@ -146,7 +151,11 @@ static int skim_loop(const Weights *W, const float *x, int T, float thr, const u
         dot2(W->wdh, W->wdh + d, h, d, &z0, &z1);
         if (ds) mv(W->sh, RS, d, h, xs, S);
         const float ps = p_skim(xs[RS] + z0, xs[RS + 1] + z1);
-        const int sk = mask ? (mask[t] != 0) : (ps > thr);
+        int sk = mask ? (mask[t] != 0) : (ps > thr);
+        if (B->allowance >= 0) {   /* the budget caps: read only if the rest can still be skimmed within it */
+            if (!sk && spent + B->read + (long long)(T - t - 1) * B->skim > B->allowance) sk = 1;
+            spent += sk ? B->skim : B->read;
+        }
         p[t] = ps;
         skim[t] = (uint8_t)sk;
         recent = ((recent << 1) | (unsigned)!sk) & ((1u << CHUNK) - 1);
@@ -225,8 +234,9 @@ static PyObject *py_run(PyObject *self, PyObject *args)
     Py_buffer blob, meta, x, mask, hs, sk, p;
     int T, pre_reads;
     float thr;
-    if (!PyArg_ParseTuple(args, "y*y*y*ify*w*w*w*i", &blob, &meta, &x, &T, &thr, &mask, &hs, &sk, &p,
-                          &pre_reads))
+    Budget B = {-1, 0, 0};
+    if (!PyArg_ParseTuple(args, "y*y*y*ify*w*w*w*i|LLL", &blob, &meta, &x, &T, &thr, &mask, &hs, &sk, &p,
+                          &pre_reads, &B.allowance, &B.read, &B.skim))
         return NULL;
     PyObject *ret = NULL;
     Weights W;
@@ -239,7 +249,12 @@ static PyObject *py_run(PyObject *self, PyObject *args)
         if (!W.skims) PyErr_SetString(PyExc_ValueError, "forced decisions need a skim layer");
         goto done;
     }
-    const int dense = !W.skims || (mask.len == 0 && !(thr < 1.0f));   /* !(thr < 1): thr >= 1 or NaN */
+    if (B.allowance >= 0 && (!W.skims || B.read < 0 || B.skim < 0)) {
+        PyErr_SetString(PyExc_ValueError, W.skims ? "budget: negative step cost" : "a budget needs a skim layer");
+        goto done;
+    }
+    /* !(thr < 1): thr >= 1 or NaN */
+    const int dense = !W.skims || (mask.len == 0 && !(thr < 1.0f) && B.allowance < 0);
     int rc, n_pre = -1;
     Py_BEGIN_ALLOW_THREADS
     if (dense) {
@@ -247,8 +262,8 @@ static PyObject *py_run(PyObject *self, PyObject *args)
         if (!W.skims) memset(p.buf, 0, (size_t)T * 4);
         rc = dense_loop(&W, x.buf, T, W.skims, hs.buf, p.buf);
     } else {
-        rc = skim_loop(&W, x.buf, T, thr, mask.len ? (const uint8_t *)mask.buf : NULL, pre_reads, hs.buf, sk.buf,
-                       p.buf, &n_pre);
+        rc = skim_loop(&W, x.buf, T, thr, mask.len ? (const uint8_t *)mask.buf : NULL, pre_reads, &B, hs.buf,
+                       sk.buf, p.buf, &n_pre);
     }
     Py_END_ALLOW_THREADS
     if (rc) { PyErr_NoMemory(); goto done; }

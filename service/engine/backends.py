@@ -35,6 +35,9 @@ LayerKernel = Callable[[object, np.ndarray, float], LayerOutput]
 class Backend:
     name: str = ""
     cells: frozenset[str] = frozenset()   # empty: every cell (the reference)
+    # enforces a FLOP budget itself (service/engine/budget.py); a backend that does not has its budgeted
+    # layers run on budget_backend() instead (stack.Layer.run, logged once)
+    enforces_budget: bool = False
 
     def load(self) -> None:
         """Import what the backend needs; raise ImportError when it cannot run on this machine. Called at
@@ -50,7 +53,8 @@ class Backend:
     def prepare(self, w) -> None:
         """Load-time work for one layer (packing, device copies, warm-up), so no request pays for it."""
 
-    def run_layer(self, w, x: np.ndarray, threshold: float) -> LayerOutput:
+    def run_layer(self, w, x: np.ndarray, threshold: float, budget=None) -> LayerOutput:
+        """budget: a LayerBudget or None; only passed to backends with enforces_budget."""
         raise NotImplementedError
 
     def model_runner(self, artifact):
@@ -65,11 +69,12 @@ class Backend:
 class ReferenceBackend(Backend):
     """Every cell's own NumPy reference (service/cells/)."""
     name = "reference"
+    enforces_budget = True
 
-    def run_layer(self, w, x, threshold):
+    def run_layer(self, w, x, threshold, budget=None):
         from ..cells.gated import run_reference
 
-        return run_reference(w, x, threshold)
+        return run_reference(w, x, threshold, budget)
 
 
 @functools.cache
@@ -84,6 +89,7 @@ class FastBackend(Backend):
     pip). The AntMan cells count as supported only where their extension imports."""
     name = "fast"
     cells = GATED | {"skip-lstm"} | ANTMAN
+    enforces_budget = True  # (the AntMan cells take no budget: the dataplane refuses one for them)
 
     def load(self):
         from . import fast  # ImportError when the extension was not built
@@ -110,8 +116,8 @@ class FastBackend(Backend):
     def prepare(self, w):
         self._impl(w).prepare(w)
 
-    def run_layer(self, w, x, threshold):
-        return self._impl(w).run_layer(w, x, threshold)
+    def run_layer(self, w, x, threshold, budget=None):
+        return self._impl(w).run_layer(w, x, threshold, *([] if budget is None else [budget]))
 
     def layer_kernel(self):
         return self._mod.run_layer
@@ -144,6 +150,7 @@ class OnnxBackend(Backend):
 class TorchBackend(Backend):
     """PyTorch (lazy import): cuDNN for plain LSTM layers, a per-token loop for skim layers."""
     cells = GATED
+    enforces_budget = True
 
     def __init__(self, name: str, device: str | None):
         self.name, self.device = name, device
@@ -153,8 +160,8 @@ class TorchBackend(Backend):
 
         self._fn = gpu.load(self.name)
 
-    def run_layer(self, w, x, threshold):
-        return self._fn(w, x, threshold)
+    def run_layer(self, w, x, threshold, budget=None):
+        return self._fn(w, x, threshold, budget)
 
     def layer_kernel(self):
         return self._fn
@@ -218,6 +225,13 @@ def get_backend(name: str, cell: str | None = None) -> Backend:
     except ImportError as exc:
         log.warning("layer kernel '%s' unavailable (%s); falling back to the NumPy reference", name, exc)
         return BACKENDS["reference"]
+
+
+def budget_backend(cell: str) -> Backend:
+    """Where a budgeted layer runs when its backend cannot enforce a budget (ONNX graphs have no budget
+    input): the C kernel if it runs the cell here, else the reference."""
+    fast = get_backend("fast", cell)
+    return fast if fast.enforces_budget else BACKENDS["reference"]
 
 
 def get_layer_kernel(name: str = "fast") -> tuple[str, LayerKernel]:

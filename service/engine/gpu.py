@@ -98,7 +98,7 @@ def _cell(gates, c, n):
     return o * torch.tanh(c_new), c_new
 
 
-def run_layer_on(w: LayerWeights, x: np.ndarray, threshold: float, device="cuda") -> LayerOutput:
+def run_layer_on(w: LayerWeights, x: np.ndarray, threshold: float, device="cuda", budget=None) -> LayerOutput:
     torch = _import_torch()
     device = torch.device(device)
     p = _prepared(w, device)
@@ -117,12 +117,16 @@ def run_layer_on(w: LayerWeights, x: np.ndarray, threshold: float, device="cuda"
         hs = torch.empty((T, d), dtype=torch.float32, device=device)
         h = torch.zeros(d, dtype=torch.float32, device=device)
         c = torch.zeros(d, dtype=torch.float32, device=device)
+        spent = 0  # the FLOP budget (service/engine/budget.py): the same integer rule as every backend
         for t in range(T):
             z = zx[t] + torch.mv(p.Wd_h, h)
             pt = torch.sigmoid(z[1] - z[0])
             p_host = float(pt.item())              # device -> host sync: the decision is data-dependent
             p_skim[t] = p_host
-            if decide(p_host, threshold):
+            sk = decide(p_host, threshold) or (budget is not None and not budget.allows_read(spent, t, T))
+            if budget is not None:
+                spent += budget.step(sk)
+            if sk:
                 skim[t] = True
                 h_s, c_s = _cell(gsx[t] + torch.mv(p.Ws_hh, h), c[:ds], ds)
                 h = torch.cat([h_s, h[ds:]])
@@ -133,14 +137,14 @@ def run_layer_on(w: LayerWeights, x: np.ndarray, threshold: float, device="cuda"
         return LayerOutput(hs.cpu().numpy(), skim, p_skim)
 
 
-def run_layer(w: LayerWeights, x: np.ndarray, threshold: float) -> LayerOutput:
+def run_layer(w: LayerWeights, x: np.ndarray, threshold: float, budget=None) -> LayerOutput:
     from .backends import OPTIONS  # the torch_device setting
 
-    return run_layer_on(w, x, threshold, OPTIONS["torch_device"])
+    return run_layer_on(w, x, threshold, OPTIONS["torch_device"], budget)
 
 
-def run_layer_cpu(w: LayerWeights, x: np.ndarray, threshold: float) -> LayerOutput:
-    return run_layer_on(w, x, threshold, "cpu")
+def run_layer_cpu(w: LayerWeights, x: np.ndarray, threshold: float, budget=None) -> LayerOutput:
+    return run_layer_on(w, x, threshold, "cpu", budget)
 
 
 def load(name: str):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..artifacts import Artifact
+from ..calibration import Calibration
 from ..engine.backends import get_backend
 from ..engine.stack import LayerResult, LayerStack
 from ..manifest import Manifest
@@ -84,6 +85,7 @@ class ServedModel:
             raise ValueError(f"{self.name}: the first layer reads {self.stack.input_size} inputs, the model "
                              f"gives it {self.input_width()}")
         self.default_threshold = float(self.spec.default_threshold)
+        self.calibration = Calibration.from_manifest(self.manifest)  # None: not calibrated
         # Whole-model backends (ONNX Runtime runs the exported graph in one session): built once here.
         self.runner = get_backend(kernel, self.spec.cell).model_runner(artifact) if self.uses_runner(kernel) else None
         if self.runner is None:
