@@ -22,6 +22,7 @@ setup(
         Extension(
             "service.engine._skimkernel",
             sources=["service/engine/_skimkernel.c"],
+            depends=["service/engine/_sk_simd.h"],
             extra_compile_args=_flags,
             optional=True,
         ),
