@@ -26,7 +26,7 @@ setup(
             extra_compile_args=_flags,
             optional=True,
         ),
-        # the tokenizer's ASCII scanner (service/tokenizer.py falls back to its regex without it)
+        # the tokenizer's scanner, vocabulary table and row gather (service/tokenizer.py falls back to its regex and numpy)
         Extension("service._tokenscan", sources=["service/_tokenscan.c"], extra_compile_args=_flags, optional=True),
     ]
 )
