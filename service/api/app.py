@@ -19,7 +19,8 @@ from ..engine.backends import configure as configure_backends
 from ..pool import WorkPool
 from ..registry import Registry, RegistryError
 from . import errors, routes
-from .schemas import THRESHOLD_DOC
+from .admission import AdmissionMiddleware, BodyBudget
+from .schemas import THRESHOLD_DOC, classify_body_schema, qa_body_schema
 
 log = logging.getLogger("service")
 
@@ -33,6 +34,9 @@ Every response reports what the request cost: `tokens`, `skimmed`, `skim_rate`, 
 Errors are JSON `{{"detail": ..., "code": ...}}` with a 4xx status for bad input and 503 + `Retry-After`
 when the server is loading or its queue is full.
 """
+
+
+DOC_PATHS = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")  # FastAPI's own routes
 
 
 class MetricsMiddleware:
@@ -65,7 +69,8 @@ class MetricsMiddleware:
             if count:
                 metrics.INFLIGHT.dec()
             route = scope.get("route")
-            endpoint = getattr(route, "path", None) or "unmatched"
+            endpoint = (info.get("endpoint") or getattr(route, "path", None)
+                        or (scope["path"] if scope["path"] in DOC_PATHS else "unmatched"))
             metrics.REQUEST_DURATION.labels(endpoint=endpoint, model=info["model"], status=str(status[0])).observe(
                 time.perf_counter() - t0)
 
@@ -106,10 +111,32 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                               settings.max_answer_tokens)
     app.state.pool = WorkPool(settings.threads, settings.max_queue)
     app.state.dataplane = Dataplane(registry, app.state.pool, app.state.limits)
+    app.state.body_budget = BodyBudget(settings.max_inflight_body_bytes)
     errors.install(app)
     app.include_router(routes.router)
+    app.add_middleware(AdmissionMiddleware, state=app.state)
     app.add_middleware(MetricsMiddleware)
+    install_body_schemas(app, settings)
     return app
+
+
+def install_body_schemas(app: FastAPI, settings: Settings) -> None:
+    """The OpenAPI request bodies of the model routes, with this server's limits (service/api/schemas.py)."""
+    default_openapi = app.openapi
+    bodies = {"/classify": classify_body_schema, "/qa": qa_body_schema}
+
+    def openapi():
+        if app.openapi_schema is None:
+            schema = default_openapi()
+            for path, build in bodies.items():
+                op = schema["paths"].get(path, {}).get("post")
+                if op is not None:
+                    op["requestBody"]["content"]["application/json"]["schema"] = build(
+                        settings.max_text_bytes, settings.max_batch)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def app_from_env() -> FastAPI:

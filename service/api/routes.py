@@ -2,10 +2,13 @@
 threshold, pool, envelope)."""
 from __future__ import annotations
 
+import re
+from typing import Annotated
+
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
 from .. import metrics
 from ..dataplane import Dataplane
@@ -26,13 +29,28 @@ ERRORS = {status: {"model": ErrorBody, "description": text} for status, text in 
     503: "Not ready yet (models loading) or overloaded (queue full); see Retry-After.",
 }.items()}
 
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def plain_number(value):
+    """Python's float() also reads '0_5' (as 5), 'inf', 'nan' and ' 0.5 ': a query number must be written
+    as a plain decimal."""
+    if isinstance(value, str) and not NUMBER.fullmatch(value):
+        raise ValueError(f"expected a number written like 0.5 (got {value!r})")
+    return value
+
+
+# the bounds on the number itself (not on the Optional around it), so the schema says minimum/maximum
+Threshold = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False), BeforeValidator(plain_number)]
+
 MODEL_DOC = "Model name (GET /models); default: the server's default model for this task."
 EXPLAIN_DOC = "Add each token with its span, read/skim decision and p_skim."
 
 
 async def read_body(request: Request, schema: type[BaseModel]) -> BaseModel:
-    try:
-        return schema.model_validate(await read_json(request, request.app.state.settings.max_body_bytes))
+    settings = request.app.state.settings
+    try:  # validated where it was parsed (off the event loop for a big body)
+        return await read_json(request, settings.max_body_bytes, settings.max_text_bytes, schema.model_validate)
     except ValidationError as exc:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
 
@@ -55,7 +73,7 @@ def _body_schema(schema: type[BaseModel]) -> dict:
 )
 async def classify(
     request: Request,
-    threshold: float | None = Query(None, ge=0.0, le=1.0, allow_inf_nan=False, description=THRESHOLD_DOC),
+    threshold: Annotated[Threshold | None, Query(description=THRESHOLD_DOC)] = None,
     model: str | None = Query(None, description=MODEL_DOC),
     explain: bool = Query(False, description=EXPLAIN_DOC),
 ):
@@ -81,7 +99,7 @@ def parse_thresholds(raw: str | None) -> list[float] | None:
     if raw is None:
         return None
     try:
-        values = [float(v) for v in raw.split(",")]
+        values = [float(plain_number(v)) for v in raw.split(",")]
     except ValueError:
         raise ApiError(422, "invalid_threshold", f"thresholds={raw!r}: expected numbers separated by commas") from None
     if not all(0.0 <= v <= 1.0 for v in values):  # NaN fails this too
@@ -96,7 +114,7 @@ def parse_thresholds(raw: str | None) -> list[float] | None:
 )
 async def qa(
     request: Request,
-    threshold: float | None = Query(None, ge=0.0, le=1.0, allow_inf_nan=False, description=THRESHOLD_DOC),
+    threshold: Annotated[Threshold | None, Query(description=THRESHOLD_DOC)] = None,
     thresholds: str | None = Query(None, description=THRESHOLDS_DOC, examples=["0.5,0.3"]),
     model: str | None = Query(None, description=MODEL_DOC),
     explain: bool = Query(False, description="Add each context token's read/skim decision per layer."),
@@ -134,7 +152,8 @@ async def get_model(request: Request, name: str):
     return {**entry.detail(), "default": entry.name == request.app.state.registry.default_name}
 
 
-@router.get("/healthz", response_model=Health, summary="Liveness: the process answers")
+@router.api_route("/healthz", methods=["GET", "HEAD"], response_model=Health,
+                  summary="Liveness: the process answers (answered before routing: service/api/admission.py)")
 async def healthz():
     return {"status": "ok"}
 

@@ -193,3 +193,45 @@ class ErrorBody(BaseModel):
     detail: str = Field(description="What is wrong, for a human.")
     code: str = Field(description="Stable machine-readable reason, e.g. empty_text, text_too_large, unknown_model.")
     errors: list[dict] | None = Field(None, description="Field-level validation errors (422).")
+
+
+# --- request bodies as the OpenAPI schema declares them -------------------------------------------------
+# The pydantic models above validate; these say the same to clients and schema-driven tools: the limits
+# of the running server's settings (maxLength, maxItems) and "exactly one of" as oneOf, so `{}` or both
+# forms fail the schema as they fail the server. maxLength is in characters and the server's limit is in
+# UTF-8 bytes, so the declared length is an upper bound (non-ASCII text reaches the byte limit sooner).
+
+def _text(limit: int, description: str = "") -> dict:
+    schema = {"type": "string", "minLength": 1, "maxLength": limit, "pattern": r"\S"}
+    return {**schema, "description": description} if description else schema
+
+
+def _one_of(title: str, description: str, forms: list[tuple[dict, list[str]]], examples: list) -> dict:
+    names = sorted({name for props, _ in forms for name in props})
+    branches = []
+    for props, required in forms:
+        others = {n: {"type": "null"} for n in names if n not in props}  # the other form's keys may be null
+        branches.append({"type": "object", "properties": {**props, **others}, "required": required,
+                         "additionalProperties": False})
+    return {"title": title, "description": description, "oneOf": branches, "examples": examples}
+
+
+def classify_body_schema(max_text_bytes: int, max_batch: int) -> dict:
+    text = _text(max_text_bytes)
+    return _one_of("ClassifyRequest", ClassifyRequest.__doc__, [
+        ({"text": {**text, "description": "One text to classify."}}, ["text"]),
+        ({"texts": {"type": "array", "items": text, "minItems": 1, "maxItems": max_batch,
+                    "description": "A batch of texts, classified with one threshold."}}, ["texts"]),
+    ], ClassifyRequest.model_config["json_schema_extra"]["examples"])
+
+
+def qa_body_schema(max_text_bytes: int, max_batch: int) -> dict:
+    text = _text(max_text_bytes)
+    item = {"type": "object", "properties": {"context": text, "question": text},
+            "required": ["context", "question"], "additionalProperties": False}
+    return _one_of("QARequest", QARequest.__doc__, [
+        ({"context": {**text, "description": "The paragraph to find the answer in."}, "question": text},
+         ["context", "question"]),
+        ({"items": {"type": "array", "items": item, "minItems": 1, "maxItems": max_batch,
+                    "description": "A batch of {context, question}, answered with one threshold."}}, ["items"]),
+    ], QARequest.model_config["json_schema_extra"]["examples"])

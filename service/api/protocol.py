@@ -1,0 +1,106 @@
+"""uvicorn's h11 protocol with the two slow-client guards uvicorn does not have.
+
+uvicorn (0.55) cuts a connection only when it idles *between* requests (`timeout_keep_alive`); a client
+that connects and sends nothing, or sends half a request line, holds its connection (and a slot of any
+connection limit) for as long as it likes: a slowloris exposure (uvicorn issues #1230 / discussion
+#2179; `limit_concurrency` refuses *new* requests, it does not cut slow ones). Its only size knob,
+`h11_max_incomplete_event_size`, answers an oversized head with a bare 400 and closes with the rest
+unread, which the client sees as a TCP reset.
+
+This subclass adds, per connection:
+- a header timeout: from the connection (or from the first byte of the next request on a kept-alive
+  connection) the request line and headers must be complete within `header_timeout` s, else 408 and close;
+- a head size limit: request line + headers over `max_header_bytes` is 431.
+Both answers are written, the write side is shut (FIN), and what the client still sends is read and
+dropped for a moment before closing, so the client reads the status instead of a reset.
+
+The body timeout is enforced in the ASGI layer (service/api/admission.py), where the response can be JSON.
+Configured from the environment (SKIMSERVE_*), like every worker's Settings; `service/cli.py` passes
+`http=GuardedH11Protocol` to uvicorn.
+"""
+from __future__ import annotations
+
+import json
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from ..config import Settings
+
+LINGER_S = 1.0  # how long a refused connection keeps draining before it is closed
+H11_SLACK = 512 * 1024  # h11's own limit sits above ours (and above one asyncio read), so ours answers first
+
+
+class GuardedH11Protocol(H11Protocol):
+    header_timeout: float | None = None
+    max_header_bytes: int | None = None
+
+    def __init__(self, config, *args, **kwargs):
+        cls = type(self)
+        if cls.header_timeout is None:
+            settings = Settings.from_env()
+            cls.header_timeout, cls.max_header_bytes = settings.header_timeout, settings.max_header_bytes
+        config.h11_max_incomplete_event_size = cls.max_header_bytes + H11_SLACK
+        super().__init__(config, *args, **kwargs)
+        self._header_timer = None
+        self._head_bytes = 0
+        self._refused = False
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # draining a refused connection
+        waiting = self.conn.their_state is h11.IDLE
+        if waiting:
+            self._head_bytes += len(data)
+            if self._header_timer is None:
+                self._arm()
+        super().data_received(data)
+        if self.conn.their_state is h11.IDLE:
+            if self._head_bytes > self.max_header_bytes and not self.transport.is_closing():
+                self._refuse(431, "headers_too_large", f"request line and headers over {self.max_header_bytes} bytes")
+        else:
+            self._disarm()
+            self._head_bytes = 0
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._head_bytes = 0  # the next request on this connection starts its own head
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._header_timeout)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_timeout(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            return
+        if self._head_bytes == 0 and self.cycle is not None:
+            # idle after a response: uvicorn's keep-alive timer owns that wait
+            return
+        self._refuse(408, "header_timeout", f"request line and headers not received within {self.header_timeout:g} s")
+
+    def _refuse(self, status: int, code: str, detail: str) -> None:
+        self._refused = True
+        self._disarm()
+        self._unset_keepalive_if_required()
+        body = json.dumps({"detail": detail, "code": code}).encode()
+        reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
+        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                             b"connection: close\r\n\r\n" % (status, reason, len(body)) + body)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.logger.info("%s:%s - %d %s", *(self.client or ("?", 0)), status, code)
+        self.loop.call_later(LINGER_S, self.transport.close)
