@@ -143,6 +143,9 @@ def run_uvicorn(settings: Settings) -> int:
         server.run()
     except KeyboardInterrupt:
         pass
+    except SystemExit as exc:  # uvicorn exits 3 itself when the app's startup fails
+        if exc.code != STARTUP_FAILURE:
+            raise
     if not server.started:
         print("skimserve serve: the server did not start (its log above)", file=sys.stderr)
         return STARTUP_FAILURE

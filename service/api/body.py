@@ -77,11 +77,11 @@ async def read_json(request: Request, max_bytes: int, max_text_bytes: int | None
     guard = TextRunGuard(max_text_bytes) if max_text_bytes else None
     async for chunk in request.stream():
         body += chunk
-        if len(body) > max_bytes:
-            raise ApiError(413, "body_too_large", f"body over {max_bytes} bytes")
         if guard is not None and not guard.feed(chunk):
             raise ApiError(413, "text_too_large", f"a text of the body is over {max_text_bytes} bytes "
                                                   f"(UTF-8); the limit is {max_text_bytes}")
+        if len(body) > max_bytes:
+            raise ApiError(413, "body_too_large", f"body over {max_bytes} bytes")
     if not body.strip():
         raise ApiError(400, "malformed_json", "the body is empty; expected a JSON object")
     if len(body) > PARSE_INLINE_BYTES:  # keep the event loop (health, shedding) free of big parses

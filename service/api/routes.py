@@ -152,8 +152,9 @@ async def get_model(request: Request, name: str):
     return {**entry.detail(), "default": entry.name == request.app.state.registry.default_name}
 
 
-@router.api_route("/healthz", methods=["GET", "HEAD"], response_model=Health,
-                  summary="Liveness: the process answers (answered before routing: service/api/admission.py)")
+@router.head("/healthz", include_in_schema=False)
+@router.get("/healthz", response_model=Health,
+            summary="Liveness: the process answers (answered before routing: service/api/admission.py)")
 async def healthz():
     return {"status": "ok"}
 
