@@ -33,12 +33,21 @@ EXPECTED = {
     "onnx_opt_level": ("SKIMSERVE_ONNX_OPT_LEVEL", "all"),
     "torch_device": ("SKIMSERVE_TORCH_DEVICE", "cuda"),
     "log_level": ("SKIMSERVE_LOG_LEVEL", "info"),
+    # transport limits (issue 20)
+    "max_body_bytes": ("SKIMSERVE_MAX_BODY_BYTES", 8_000_000),
+    "max_inflight_body_bytes": ("SKIMSERVE_MAX_INFLIGHT_BODY_BYTES", 64_000_000),
+    "max_url_bytes": ("SKIMSERVE_MAX_URL_BYTES", 8192),
+    "max_header_bytes": ("SKIMSERVE_MAX_HEADER_BYTES", 16384),
+    "header_timeout": ("SKIMSERVE_HEADER_TIMEOUT", 10.0),
+    "body_timeout": ("SKIMSERVE_BODY_TIMEOUT", 30.0),
 }
 # A valid value other than the default, per field, as text (what a flag or a variable carries).
 OTHER = {"models_dir": "/m", "host": "0.0.0.0", "port": "9001", "workers": "3", "kernel": "reference",
          "default_model": "sst2-skim", "max_text_bytes": "10", "max_tokens": "11", "max_batch": "12",
          "max_answer_tokens": "30", "pool_threads": "5", "max_queue": "0", "onnx_threads": "2",
          "onnx_opt_level": "basic", "torch_device": "cuda:1", "log_level": "debug"}
+OTHER |= {"max_body_bytes": "20000", "max_inflight_body_bytes": "40000", "max_url_bytes": "1000",
+          "max_header_bytes": "2000", "header_timeout": "2.5", "body_timeout": "7.5"}
 
 
 def run_cli(*args, env=None):

@@ -117,6 +117,27 @@ def test_text_limit_while_streaming_reads_little():
     assert guard.feed(b'{"text": "' + b"\\u00e9" * 200 + b'"}')
 
 
+def _guard_verdict(body: bytes, chunk: int, limit: int = 1000) -> bool:
+    guard = TextRunGuard(limit)
+    return all(guard.feed(body[i:i + chunk]) for i in range(0, len(body), chunk))
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64, 999])
+def test_text_guard_counts_only_inside_strings(chunk):
+    """Never a false 413, whatever the chunking: only bytes inside a string count, escaped quotes and
+    backslashes do not end one; and a string over the limit that spans chunks is always caught."""
+    fine = [b"[" * 5000 + b"]" * 5000, b'{"text": ' + b"1" * 5000 + b"}", b'{"text": "a"' + b" " * 5000 + b"}",
+            b'{"texts": [' + b", ".join([b'"' + b"x" * 900 + b'"'] * 8) + b"]}",
+            b'{"text": "' + b'\\\"' * 300 + b'"}',  # 300 escaped backslash + escaped quote: 600 bytes of text
+            b'{"text": "' + b"\\" * 1000 + b'"}']  # 1000 escaped backslashes decode to 1000 bytes: at the limit
+    for body in fine:
+        assert _guard_verdict(body, chunk), body[:40]
+    over = [b'{"text": "' + b"a" * 1001 + b'"}', b'{"texts": ["a", "' + b"b" * 2000,
+            b'{"text": "' + b'ab\\"' * 400 + b'"}']  # escaped quotes do not end the string: 1200 bytes
+    for body in over:
+        assert not _guard_verdict(body, chunk), body[:40]
+
+
 def test_declared_body_over_limit_is_413_without_reading(client):
     r = client.post("/classify", content=b"{}", headers={"content-type": "application/json",
                                                          "content-length": "20001"})
@@ -195,3 +216,22 @@ def test_dead_workers_live_gauges_are_dropped(tmp_path):
     text = subprocess.run([sys.executable, "-c", render], env=env, capture_output=True, text=True, check=True).stdout
     assert "skimserve_inflight_requests 0.0" in text and "skimserve_queue_depth 0.0" in text
     assert not (tmp_path / f"gauge_livesum_{pid}.db").exists()
+
+
+def test_query_checks_for_a_raw_route():
+    """The same checks as plain functions (service/api/inputs.py), for a route that is not FastAPI's."""
+    from service.api.errors import ApiError
+    from service.api.inputs import parse_threshold, parse_thresholds, query_params
+
+    assert query_params(b"threshold=0.5&model=m&explain=") == {"threshold": "0.5", "model": "m", "explain": ""}
+    with pytest.raises(ApiError) as exc:
+        query_params(b"threshold=0.5&threshold=0.2")
+    assert (exc.value.status, exc.value.code) == (422, "repeated_parameter")
+    assert parse_threshold(None) is None and parse_threshold("0.25") == 0.25 and parse_threshold("1") == 1.0
+    assert parse_thresholds("0.5,.3") == [0.5, 0.3]
+    for raw in ["0_5", "nan", "inf", "1.5", "-0.1", "", " 0.5"]:
+        with pytest.raises(ApiError) as exc:
+            parse_threshold(raw)
+        assert (exc.value.status, exc.value.code) == (422, "invalid_threshold"), raw
+        with pytest.raises(ApiError):
+            parse_thresholds(f"0.2,{raw}")

@@ -20,9 +20,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from urllib.parse import parse_qsl
-
 from .errors import RETRY_AFTER_S, ApiError
+from .inputs import repeated_parameter
 
 MODEL_ROUTES = ("/classify", "/qa")
 HEALTH = b'{"status":"ok"}'
@@ -57,7 +56,63 @@ def _error(status: int, code: str, detail: str) -> dict:
     return {"detail": detail, "code": code}
 
 
+class GuardedReceive:
+    """An ASGI `receive` that charges every body chunk to the worker's in-flight budget (503 over it) and
+    wants the whole body within `body_timeout` s (408); `release()` when the request ends."""
+
+    def __init__(self, receive, budget: BodyBudget, body_timeout: float):
+        self.receive, self.budget, self.body_timeout = receive, budget, body_timeout
+        self.deadline = time.monotonic() + body_timeout
+        self.charged = 0
+
+    async def __call__(self):
+        try:
+            message = await asyncio.wait_for(self.receive(), max(self.deadline - time.monotonic(), 0.001))
+        except asyncio.TimeoutError:
+            raise ApiError(408, "body_timeout", f"the body did not arrive within {self.body_timeout:g} s",
+                           {"Connection": "close"}) from None
+        n = len(message.get("body", b""))
+        if n:
+            if not self.budget.charge(n):
+                raise ApiError(503, "overloaded", "server busy reading other request bodies; retry later",
+                               {"Retry-After": RETRY_AFTER_S, "Connection": "close"})
+            self.charged += n
+        return message
+
+    def release(self) -> None:
+        self.budget.release(self.charged)
+        self.charged = 0
+
+
+def early_refusal(scope, settings, pool, budget: BodyBudget):
+    """(status, code, detail, headers) for a request refused before its body is read, or None."""
+    url_bytes = len(scope.get("raw_path") or scope["path"].encode()) + len(scope.get("query_string", b""))
+    if url_bytes > settings.max_url_bytes:
+        return 414, "uri_too_long", f"URL of {url_bytes} bytes; the limit is {settings.max_url_bytes}", []
+    head = sum(len(k) + len(v) + 4 for k, v in scope["headers"])
+    if head > settings.max_header_bytes:
+        return 431, "headers_too_large", f"headers of {head} bytes; the limit is {settings.max_header_bytes}", []
+    repeated = repeated_parameter(scope.get("query_string", b""))
+    if repeated is not None:
+        return 422, "repeated_parameter", f"query parameter '{repeated}' given more than once", []
+    if scope["method"] != "POST":
+        return None
+    declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+    if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
+        return 413, "body_too_large", f"body of {int(declared)} bytes; the limit is {settings.max_body_bytes}", \
+            [(b"connection", b"close")]
+    retry = [(b"retry-after", RETRY_AFTER_S.encode())]
+    if scope["path"] in MODEL_ROUTES and pool.admitted >= pool.threads + pool.max_queue:
+        return 503, "overloaded", (f"server busy: {pool.admitted} model jobs in flight (limit {pool.threads} "
+                                   f"running + {pool.max_queue} waiting); retry later"), retry
+    if budget.used >= budget.limit:
+        return 503, "overloaded", "server busy reading other request bodies; retry later", retry
+    return None
+
+
 class AdmissionMiddleware:
+    """Outermost but for metrics: every route behind it (a raw-ASGI route too) gets these checks."""
+
     def __init__(self, app, state):
         self.app, self.state = app, state  # app.state: settings, pool, body_budget
 
@@ -68,63 +123,15 @@ class AdmissionMiddleware:
         if path == "/healthz" and method in ("GET", "HEAD"):
             scope.setdefault("skimserve", {})["endpoint"] = "/healthz"
             return await send_json(send, 200, HEALTH, head_only=method == "HEAD")
-        settings = self.state.settings
-        refusal = self._refusal(scope, settings)
+        state = self.state
+        refusal = early_refusal(scope, state.settings, state.pool, state.body_budget)
         if refusal is not None:
             status, code, detail, headers = refusal
             return await send_json(send, status, _error(status, code, detail), headers)
         if method != "POST":
             return await self.app(scope, receive, send)
-        budget: BodyBudget = self.state.body_budget
-        charged = 0
-        deadline = time.monotonic() + settings.body_timeout
-
-        async def guarded_receive():
-            nonlocal charged
-            try:
-                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.001))
-            except asyncio.TimeoutError:
-                raise ApiError(408, "body_timeout", f"the body did not arrive within {settings.body_timeout:g} s",
-                               {"Connection": "close"}) from None
-            n = len(message.get("body", b""))
-            if n:
-                if not budget.charge(n):
-                    raise ApiError(503, "overloaded", "server busy reading other request bodies; retry later",
-                                   {"Retry-After": RETRY_AFTER_S, "Connection": "close"})
-                charged += n
-            return message
-
+        guarded = GuardedReceive(receive, state.body_budget, state.settings.body_timeout)
         try:
-            await self.app(scope, guarded_receive, send)
+            await self.app(scope, guarded, send)
         finally:
-            budget.release(charged)
-
-    def _refusal(self, scope, settings):
-        url_bytes = len(scope.get("raw_path") or scope["path"].encode()) + len(scope.get("query_string", b""))
-        if url_bytes > settings.max_url_bytes:
-            return 414, "uri_too_long", f"URL of {url_bytes} bytes; the limit is {settings.max_url_bytes}", []
-        head = sum(len(k) + len(v) + 4 for k, v in scope["headers"])
-        if head > settings.max_header_bytes:
-            return 431, "headers_too_large", f"headers of {head} bytes; the limit is {settings.max_header_bytes}", []
-        query = scope.get("query_string", b"").decode("latin-1")
-        seen = set()
-        for key, _ in parse_qsl(query, keep_blank_values=True):
-            if key in seen:
-                return 422, "repeated_parameter", f"query parameter '{key}' given more than once", []
-            seen.add(key)
-        if scope["method"] != "POST":
-            return None
-        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-        if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
-            return 413, "body_too_large", f"body of {int(declared)} bytes; the limit is {settings.max_body_bytes}", \
-                [(b"connection", b"close")]
-        retry = [(b"retry-after", RETRY_AFTER_S.encode())]
-        if scope["path"] in MODEL_ROUTES:
-            pool = self.state.pool
-            if pool.admitted >= pool.threads + pool.max_queue:
-                return 503, "overloaded", (f"server busy: {pool.admitted} model jobs in flight (limit {pool.threads} "
-                                           f"running + {pool.max_queue} waiting); retry later"), retry
-        budget: BodyBudget = self.state.body_budget
-        if budget.used >= budget.limit:
-            return 503, "overloaded", "server busy reading other request bodies; retry later", retry
-        return None
+            guarded.release()

@@ -2,19 +2,19 @@
 threshold, pool, envelope)."""
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, BeforeValidator, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .. import metrics
 from ..dataplane import Dataplane
 from ..registry import Registry
 from .body import read_json
 from .errors import RETRY_AFTER_S, ApiError
+from .inputs import Threshold, parse_thresholds
 from .schemas import (THRESHOLD_DOC, BatchClassifyResponse, BatchQAResponse, ClassifyRequest, ClassifyResponse,
                       ErrorBody, Health, ModelDetail, ModelList, QARequest, QAResponse, Readiness)
 
@@ -28,20 +28,6 @@ ERRORS = {status: {"model": ErrorBody, "description": text} for status, text in 
     422: "Empty or whitespace text, both or neither of text/texts, threshold outside [0, 1] or not a number.",
     503: "Not ready yet (models loading) or overloaded (queue full); see Retry-After.",
 }.items()}
-
-NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-
-
-def plain_number(value):
-    """Python's float() also reads '0_5' (as 5), 'inf', 'nan' and ' 0.5 ': a query number must be written
-    as a plain decimal."""
-    if isinstance(value, str) and not NUMBER.fullmatch(value):
-        raise ValueError(f"expected a number written like 0.5 (got {value!r})")
-    return value
-
-
-# the bounds on the number itself (not on the Optional around it), so the schema says minimum/maximum
-Threshold = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False), BeforeValidator(plain_number)]
 
 MODEL_DOC = "Model name (GET /models); default: the server's default model for this task."
 EXPLAIN_DOC = "Add each token with its span, read/skim decision and p_skim."
@@ -93,18 +79,6 @@ QA_ERRORS = {**ERRORS, 413: {"model": ErrorBody, "description": "Context or ques
                                                        "thresholds as the model has layers not given."}}
 THRESHOLDS_DOC = ("One threshold per layer, lowest first, comma-separated (e.g. 0.5,0.3 skims the upper layer "
                   "harder); both directions of a layer share it. Overrides `threshold`.")
-
-
-def parse_thresholds(raw: str | None) -> list[float] | None:
-    if raw is None:
-        return None
-    try:
-        values = [float(plain_number(v)) for v in raw.split(",")]
-    except ValueError:
-        raise ApiError(422, "invalid_threshold", f"thresholds={raw!r}: expected numbers separated by commas") from None
-    if not all(0.0 <= v <= 1.0 for v in values):  # NaN fails this too
-        raise ApiError(422, "invalid_threshold", f"thresholds={raw!r}: every value must be in [0, 1]")
-    return values
 
 
 @router.post(
