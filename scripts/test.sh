@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the tests need on a fresh machine, then run the whole suite:
-#   a venv in .venv, the package with its dev/train/loadtest extras (builds the C kernel),
+#   a venv in .venv, the package with its dev/train/loadtest extras (builds the C kernel; dev has
+#   schemathesis, run against the live server by tests/test_schemathesis.py),
 #   and Debian's `prometheus` (the server and promtool) for the dashboard and /metrics tests.
 # Extra arguments go to pytest, e.g. scripts/test.sh -k api
 # torch==2.13.0 (the train extra) is the small CPU build; the tests compare the engine against it.

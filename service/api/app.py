@@ -18,9 +18,9 @@ from ..dataplane import Dataplane, Limits
 from ..engine.backends import configure as configure_backends
 from ..pool import WorkPool
 from ..registry import Registry, RegistryError
-from . import errors, routes
+from . import errors, openapi, routes
 from .admission import AdmissionMiddleware, BodyBudget
-from .schemas import THRESHOLD_DOC, classify_body_schema, qa_body_schema
+from .schemas import THRESHOLD_DOC
 
 log = logging.getLogger("service")
 
@@ -116,27 +116,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.include_router(routes.router)
     app.add_middleware(AdmissionMiddleware, state=app.state)
     app.add_middleware(MetricsMiddleware)
-    install_body_schemas(app, settings)
+    openapi.install(app, settings)  # the schema says what the server enforces
     return app
-
-
-def install_body_schemas(app: FastAPI, settings: Settings) -> None:
-    """The OpenAPI request bodies of the model routes, with this server's limits (service/api/schemas.py)."""
-    default_openapi = app.openapi
-    bodies = {"/classify": classify_body_schema, "/qa": qa_body_schema}
-
-    def openapi():
-        if app.openapi_schema is None:
-            schema = default_openapi()
-            for path, build in bodies.items():
-                op = schema["paths"].get(path, {}).get("post")
-                if op is not None:
-                    op["requestBody"]["content"]["application/json"]["schema"] = build(
-                        settings.max_text_bytes, settings.max_batch)
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi
 
 
 def app_from_env() -> FastAPI:
