@@ -151,6 +151,21 @@ def test_client_leaving_mid_body_is_499_without_traceback(server):
     assert "Traceback" not in log.read_text()
 
 
+def test_healthz_is_answered_by_the_protocol(server):
+    url = server[0]
+    for method, body in [(b"GET", b'{"status":"ok"}'), (b"HEAD", b"")]:
+        reply, took = _exchange(url, method + b" /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _status(reply) == 200 and reply.endswith(b"\r\n\r\n" + body) and b"connection: close" in reply
+        assert took < 1.0  # closed by the server, not by the client's wait
+    # a keep-alive client that asks for /healthz after another request still gets its answer
+    with httpx.Client(base_url=url, timeout=10) as c:
+        assert c.get("/models").status_code == 200
+        assert c.get("/healthz").json() == {"status": "ok"} and c.head("/healthz").status_code == 200
+        assert c.get("/models").status_code == 200
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    assert 'endpoint="/healthz",le="+Inf",model="",status="200"' in text
+
+
 def test_server_still_serves_after_all_that(server):
     r = httpx.post(f"{server[0]}/classify", params={"model": "tiny-skim"}, json={"text": "a good film"}, timeout=10)
     assert r.status_code == 200

@@ -13,6 +13,11 @@ This subclass adds, per connection:
 - a head size limit: request line + headers over `max_header_bytes` is 431.
 Both answers are written, the write side is shut (FIN), and what the client still sends is read and
 dropped for a moment before closing, so the client reads the status instead of a reset.
+- liveness without the event loop's queue: a whole body-less GET/HEAD /healthz arriving on an idle
+  connection is answered in the very callback that read it (no ASGI task, which would wait behind every
+  other ready callback of a loaded loop), then the connection is closed. Anything else, /healthz on a
+  pipelined or kept-alive-with-body request included, takes the ASGI path (service/api/admission.py
+  answers /healthz there too, before routing).
 
 The body timeout is enforced in the ASGI layer (service/api/admission.py), where the response can be JSON.
 Configured from the environment (SKIMSERVE_*), like every worker's Settings; `service/cli.py` passes
@@ -21,12 +26,21 @@ Configured from the environment (SKIMSERVE_*), like every worker's Settings; `se
 from __future__ import annotations
 
 import json
+import re
+import time
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from .. import metrics
 from ..config import Settings
 
+HEALTH_LINES = (b"GET /healthz HTTP/1.1\r\n", b"HEAD /healthz HTTP/1.1\r\n", b"GET /healthz HTTP/1.0\r\n",
+                b"HEAD /healthz HTTP/1.0\r\n")
+HEALTH_BODY = b'{"status":"ok"}'
+HEALTH_RESPONSE = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+                   % len(HEALTH_BODY) + HEALTH_BODY)
+BODY_HEADER = re.compile(rb"\r\n(content-length|transfer-encoding)\s*:", re.IGNORECASE)
 LINGER_S = 1.0  # how long a refused connection keeps draining before it is closed
 H11_SLACK = 512 * 1024  # h11's own limit sits above ours (and above one asyncio read), so ours answers first
 
@@ -58,6 +72,8 @@ class GuardedH11Protocol(H11Protocol):
         if self._refused:
             return  # draining a refused connection
         waiting = self.conn.their_state is h11.IDLE
+        if waiting and self._head_bytes == 0 and self._is_health_probe(data):
+            return self._answer_health(data)
         if waiting:
             self._head_bytes += len(data)
             if self._header_timer is None:
@@ -69,6 +85,23 @@ class GuardedH11Protocol(H11Protocol):
         else:
             self._disarm()
             self._head_bytes = 0
+
+    def _is_health_probe(self, data: bytes) -> bool:
+        """This chunk is one whole body-less GET/HEAD /healthz, and nothing else is in progress or buffered."""
+        return (data.startswith(HEALTH_LINES) and data.endswith(b"\r\n\r\n") and data.count(b"\r\n\r\n") == 1
+                and len(data) <= self.max_header_bytes and not BODY_HEADER.search(data)
+                and (self.cycle is None or self.cycle.response_complete) and self.conn.trailing_data == (b"", False))
+
+    def _answer_health(self, data: bytes) -> None:
+        """GET/HEAD /healthz answered here, in the callback that read it: no ASGI task, no wait behind
+        the event loop's queue of other requests' work (liveness under load, issue 20). The connection
+        is closed after the answer (probes open one per check), so h11's state never has to follow."""
+        t0 = time.perf_counter()
+        self._disarm()
+        head_only = data.startswith(b"HEAD ")
+        self.transport.write(HEALTH_RESPONSE if not head_only else HEALTH_RESPONSE[:-len(HEALTH_BODY)])
+        self.transport.close()
+        metrics.REQUEST_DURATION.labels(endpoint="/healthz", model="", status="200").observe(time.perf_counter() - t0)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
