@@ -166,6 +166,36 @@ def test_healthz_is_answered_by_the_protocol(server):
     assert 'endpoint="/healthz",le="+Inf",model="",status="200"' in text
 
 
+def test_full_pool_is_shed_by_the_protocol(models_dir, tmp_path):
+    """One model thread, no queue: while a long batch runs, a whole small POST is answered 503 by the
+    connection itself (connection: close), one whose body comes later by admission (kept alive)."""
+    import threading
+
+    extra = ["--pool-threads", "1", "--max-queue", "0", "--max-tokens", "100000"]
+    with running_server(models_dir, extra=extra, log=tmp_path / "log", timeout=60) as url:
+        big = {"texts": ["good film " * 9_000] * 64}
+        worker = threading.Thread(target=lambda: httpx.post(f"{url}/classify?model=tiny-skim", json=big, timeout=120))
+        worker.start()
+        small = b'{"text": "a good film"}'
+        head = (b"POST /classify?model=tiny-skim HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(small))
+        deadline, reply = time.monotonic() + 30, b""
+        while time.monotonic() < deadline and _status(reply) != 503:
+            reply, _ = _exchange(url, head + small, wait=10)
+            time.sleep(0.05)
+        assert _status(reply) == 503 and b"connection: close" in reply and b"retry-after: 1" in reply, reply[:300]
+        assert _json(reply)["code"] == "overloaded"
+        with socket.create_connection(_addr(url), timeout=10) as s:  # body in a second packet: ASGI path
+            s.sendall(head)
+            time.sleep(0.05)
+            s.sendall(small)
+            reply = s.recv(65536)
+        assert _status(reply) in (200, 503) and b"connection: close" not in reply.lower(), reply[:300]
+        worker.join()
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+        assert 'endpoint="/classify",le="+Inf",model="",status="503"' in text
+
+
 def test_server_still_serves_after_all_that(server):
     r = httpx.post(f"{server[0]}/classify", params={"model": "tiny-skim"}, json={"text": "a good film"}, timeout=10)
     assert r.status_code == 200

@@ -101,20 +101,34 @@ def early_refusal(scope, settings, pool, budget: BodyBudget):
     if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
         return 413, "body_too_large", f"body of {int(declared)} bytes; the limit is {settings.max_body_bytes}", \
             [(b"connection", b"close")]
-    retry = [(b"retry-after", RETRY_AFTER_S.encode())]
-    if scope["path"] in MODEL_ROUTES and pool.admitted >= pool.threads + pool.max_queue:
+    return shed(scope["path"], pool, budget)
+
+
+RETRY = [(b"retry-after", RETRY_AFTER_S.encode())]
+
+
+def shed(path: str, pool, budget: BodyBudget):
+    """503 (status, code, detail, headers) for a POST this worker has no room for now, or None."""
+    if path in MODEL_ROUTES and pool.admitted >= pool.threads + pool.max_queue:
         return 503, "overloaded", (f"server busy: {pool.admitted} model jobs in flight (limit {pool.threads} "
-                                   f"running + {pool.max_queue} waiting); retry later"), retry
+                                   f"running + {pool.max_queue} waiting); retry later"), RETRY
     if budget.used >= budget.limit:
-        return 503, "overloaded", "server busy reading other request bodies; retry later", retry
+        return 503, "overloaded", "server busy reading other request bodies; retry later", RETRY
     return None
+
+
+# The app state of this worker's server, for the shedding that service/api/protocol.py does before a
+# request reaches ASGI (one app per worker process; the last app built wins, which only tests notice).
+ACTIVE = None
 
 
 class AdmissionMiddleware:
     """Outermost but for metrics: every route behind it (a raw-ASGI route too) gets these checks."""
 
     def __init__(self, app, state):
+        global ACTIVE
         self.app, self.state = app, state  # app.state: settings, pool, body_budget
+        ACTIVE = state
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -127,6 +141,8 @@ class AdmissionMiddleware:
         refusal = early_refusal(scope, state.settings, state.pool, state.body_budget)
         if refusal is not None:
             status, code, detail, headers = refusal
+            if path in MODEL_ROUTES:  # the metric's endpoint label: the route, not "unmatched"
+                scope.setdefault("skimserve", {})["endpoint"] = path
             return await send_json(send, status, _error(status, code, detail), headers)
         if method != "POST":
             return await self.app(scope, receive, send)

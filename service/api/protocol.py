@@ -18,6 +18,9 @@ dropped for a moment before closing, so the client reads the status instead of a
   other ready callback of a loaded loop), then the connection is closed. Anything else, /healthz on a
   pipelined or kept-alive-with-body request included, takes the ASGI path (service/api/admission.py
   answers /healthz there too, before routing).
+- shedding without the event loop's queue: a whole POST to /classify or /qa (head and body in one read)
+  arriving while the worker's model pool is full or its body budget spent gets its 503 + Retry-After
+  right there, and the connection is closed.
 
 The body timeout is enforced in the ASGI layer (service/api/admission.py), where the response can be JSON.
 Configured from the environment (SKIMSERVE_*), like every worker's Settings; `service/cli.py` passes
@@ -34,6 +37,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .. import metrics
 from ..config import Settings
+from . import admission
+from .errors import RETRY_AFTER_S
 
 HEALTH_LINES = (b"GET /healthz HTTP/1.1\r\n", b"HEAD /healthz HTTP/1.1\r\n", b"GET /healthz HTTP/1.0\r\n",
                 b"HEAD /healthz HTTP/1.0\r\n")
@@ -41,6 +46,7 @@ HEALTH_BODY = b'{"status":"ok"}'
 HEALTH_RESPONSE = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
                    % len(HEALTH_BODY) + HEALTH_BODY)
 BODY_HEADER = re.compile(rb"\r\n(content-length|transfer-encoding)\s*:", re.IGNORECASE)
+CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,12})[ \t]*\r\n", re.IGNORECASE)
 LINGER_S = 1.0  # how long a refused connection keeps draining before it is closed
 H11_SLACK = 512 * 1024  # h11's own limit sits above ours (and above one asyncio read), so ours answers first
 
@@ -72,8 +78,11 @@ class GuardedH11Protocol(H11Protocol):
         if self._refused:
             return  # draining a refused connection
         waiting = self.conn.their_state is h11.IDLE
-        if waiting and self._head_bytes == 0 and self._is_health_probe(data):
-            return self._answer_health(data)
+        if waiting and self._head_bytes == 0 and self._is_fresh():
+            if self._is_health_probe(data):
+                return self._answer_health(data)
+            if data.startswith(b"POST /") and self._shed(data):
+                return
         if waiting:
             self._head_bytes += len(data)
             if self._header_timer is None:
@@ -86,11 +95,44 @@ class GuardedH11Protocol(H11Protocol):
             self._disarm()
             self._head_bytes = 0
 
+    def _is_fresh(self) -> bool:
+        """No request in progress and nothing buffered: the chunk just read starts a request."""
+        return (self.cycle is None or self.cycle.response_complete) and self.conn.trailing_data == (b"", False)
+
     def _is_health_probe(self, data: bytes) -> bool:
-        """This chunk is one whole body-less GET/HEAD /healthz, and nothing else is in progress or buffered."""
+        """This chunk is one whole body-less GET/HEAD /healthz."""
         return (data.startswith(HEALTH_LINES) and data.endswith(b"\r\n\r\n") and data.count(b"\r\n\r\n") == 1
-                and len(data) <= self.max_header_bytes and not BODY_HEADER.search(data)
-                and (self.cycle is None or self.cycle.response_complete) and self.conn.trailing_data == (b"", False))
+                and len(data) <= self.max_header_bytes and not BODY_HEADER.search(data))
+
+    def _shed(self, data: bytes) -> bool:
+        """A whole POST to a model route (head and Content-Length body in this one chunk) while the worker
+        has no room for it: 503 written here, then closed (everything sent was read, so no reset). Under
+        overload this is most requests, and each one costs no ASGI task and never waits behind the loop's
+        queue. Anything less clear-cut goes the ASGI way, where admission.py sheds the same way."""
+        state = admission.ACTIVE
+        end = data.find(b"\r\n\r\n")
+        if state is None or end < 0 or end > self.max_header_bytes:
+            return False
+        line = data[:data.find(b"\r\n")].split(b" ")
+        length = CONTENT_LENGTH.search(data, 0, end + 2)
+        if len(line) != 3 or length is None or len(data) != end + 4 + int(length.group(1)) \
+                or b"transfer-encoding" in data[:end].lower():
+            return False
+        path = line[1].partition(b"?")[0].decode("latin-1")
+        refusal = admission.shed(path, state.pool, state.body_budget)
+        if refusal is None:
+            return False
+        t0 = time.perf_counter()
+        self._disarm()
+        status, code, detail, _ = refusal
+        body = json.dumps({"detail": detail, "code": code}).encode()
+        self.transport.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+                             b"content-length: %d\r\nretry-after: %s\r\nconnection: close\r\n\r\n"
+                             % (len(body), RETRY_AFTER_S.encode()) + body)
+        self.transport.close()
+        metrics.REQUEST_DURATION.labels(endpoint=path if path in admission.MODEL_ROUTES else "unmatched", model="",
+                                        status="503").observe(time.perf_counter() - t0)
+        return True
 
     def _answer_health(self, data: bytes) -> None:
         """GET/HEAD /healthz answered here, in the callback that read it: no ASGI task, no wait behind
