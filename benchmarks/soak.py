@@ -391,7 +391,8 @@ def scenario_soak(server: Server, connections: int, seconds: float) -> dict:
 def write_md(result: dict, path: Path) -> None:
     r = result
     lines = [f"# Hostile load on loopback ({r['workers']} worker(s))", "",
-             f"`{r['command']}` on {r['machine']}, {r['date']}. Server defaults (service/config.py): body limit "
+             f"`{r['command']}` on {r['machine']}, {r['date']}; 1-minute load average before each scenario "
+             f"(other work on the machine included): {r['load_average_1min_before']}. Server defaults (service/config.py): body limit "
              f"{r['settings']['max_body_bytes']:,} B, text limit {r['settings']['max_text_bytes']:,} B, in-flight "
              f"body budget {r['settings']['max_inflight_body_bytes']:,} B per worker, {r['settings']['threads']} model "
              f"threads + queue {r['settings']['max_queue']} per worker.", ""]
@@ -449,6 +450,7 @@ def main(argv=None) -> int:
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"skimserve-soak-{os.getpid()}.log"
     for name in scenarios:
         server = Server(args.models_dir, args.workers, log, shlex.split(args.serve_args))
+        result.setdefault("load_average_1min_before", {})[name] = round(os.getloadavg()[0], 2)
         try:
             if name == "bodies":
                 result["bodies"] = scenario_bodies(server, settings, args.clients)
