@@ -1,4 +1,4 @@
-"""Build hook for the compiled Skim-LSTM kernel; the project metadata lives in pyproject.toml.
+"""Build hook for the compiled Skim-LSTM kernel and the tokenizer's scanner; the project metadata lives in pyproject.toml.
 
 `pip install -e .` builds service/engine/_skimkernel.*.so in place. The extension is optional: without
 a C compiler the install still succeeds and the engine falls back to the NumPy reference (logged).
@@ -21,6 +21,8 @@ setup(
             sources=["service/engine/_skimkernel.c"],
             extra_compile_args=_flags,
             optional=True,
-        )
+        ),
+        # the tokenizer's ASCII scanner (service/tokenizer.py falls back to its regex without it)
+        Extension("service._tokenscan", sources=["service/_tokenscan.c"], extra_compile_args=_flags, optional=True),
     ]
 )

@@ -127,7 +127,8 @@ def run_uvicorn(settings: Settings) -> int:
     from .api.protocol import GuardedH11Protocol
 
     config = uvicorn.Config("service.api.app:app_from_env", factory=True, host=settings.host, port=settings.port,
-                            workers=settings.workers, log_level=settings.log_level, timeout_graceful_shutdown=10,
+                            workers=settings.workers, log_level=settings.log_level, access_log=settings.access_log,
+                            timeout_graceful_shutdown=10,
                             http=GuardedH11Protocol)
     if settings.workers > 1:
         supervisor = Multiprocess(config, sockets=[config.bind_socket()])

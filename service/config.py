@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     pool_threads: int = Field(0, ge=0, description="model threads per worker; 0 = one per CPU core")
     max_queue: int = Field(64, ge=0, description="model jobs allowed to wait per worker; beyond it: "
                            "503 + Retry-After")
+    inline_max_bytes: int = Field(4096, ge=0, description="request bodies up to this size run on the event "
+                                  "loop (a thread hop costs more than their model time); larger ones on the "
+                                  "pool; 0 = always the pool")
+    fast_path: bool = Field(True, description="answer valid /classify and /qa requests in plain ASGI "
+                            "(service/api/fast_path.py); false: every request through the FastAPI routes")
     # --- kernels ---
     onnx_threads: int = Field(1, ge=1, description="ONNX Runtime intra-op threads per session (1: the "
                               "server parallelises across requests)")
@@ -95,6 +100,8 @@ class Settings(BaseSettings):
     torch_device: str = Field("cuda", description="torch device of the torch-cuda kernel (e.g. cuda:1)")
     # --- logging ---
     log_level: LogLevel = Field("info", description="uvicorn and skimserve log level")
+    access_log: bool = Field(False, description="uvicorn's line per request (off: it costs tens of "
+                             "microseconds a request; the request metrics count every request)")
 
     @field_validator("kernel")
     @classmethod

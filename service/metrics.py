@@ -70,25 +70,70 @@ def record_model_info(name: str, version: str, family: str, task: str, kernel: s
     MODEL_INFO.labels(model=name, version=version, family=family, task=task, kernel=kernel).set(1)
 
 
+class _ModelSeries:
+    """One model's labelled children, looked up once: `labels()` costs microseconds per call, and a
+    request records half a dozen series (docs/request-path.md)."""
+
+    def __init__(self, model: str):
+        self.model = model
+        self.read, self.skim = TOKENS.labels(model, "read"), TOKENS.labels(model, "skim")
+        self.flops, self.skim_rate = FLOPS.labels(model), SKIM_RATE.labels(model)
+        self.flop_reduction, self.token_latency = FLOP_REDUCTION.labels(model), TOKEN_LATENCY.labels(model)
+        self.threshold = THRESHOLD.labels(model)
+        self.layers: dict[str, tuple] = {}
+
+    def layer(self, name: str) -> tuple:
+        series = self.layers.get(name)
+        if series is None:
+            series = self.layers[name] = (LAYER_TOKENS.labels(self.model, name, "read"),
+                                          LAYER_TOKENS.labels(self.model, name, "skim"),
+                                          LAYER_SKIM_RATE.labels(self.model, name))
+        return series
+
+
+_SERIES: dict[str, _ModelSeries] = {}
+
+
+def _series(model: str) -> _ModelSeries:
+    series = _SERIES.get(model)
+    if series is None:
+        series = _SERIES[model] = _ModelSeries(model)
+    return series
+
+
 def record_threshold(model: str, threshold: float) -> None:
     """Once per classify request (a batch shares one threshold)."""
-    THRESHOLD.labels(model=model).observe(threshold)
+    _series(model).threshold.observe(threshold)
 
 
 def record_cost(model: str, cost) -> None:
     """One answered item (a text, a question) and its cost (service.families.base.Cost)."""
-    TOKENS.labels(model=model, decision="read").inc(cost.tokens - cost.skimmed)
-    TOKENS.labels(model=model, decision="skim").inc(cost.skimmed)
-    FLOPS.labels(model=model).inc(cost.flops)
-    SKIM_RATE.labels(model=model).observe(cost.skim_rate)
-    FLOP_REDUCTION.labels(model=model).observe(cost.flop_reduction)
+    s = _series(model)
+    s.read.inc(cost.tokens - cost.skimmed)
+    s.skim.inc(cost.skimmed)
+    s.flops.inc(cost.flops)
+    s.skim_rate.observe(cost.skim_rate)
+    s.flop_reduction.observe(cost.flop_reduction)
     if cost.tokens:
-        TOKEN_LATENCY.labels(model=model).observe(cost.latency_ms / 1000.0 / cost.tokens)
+        s.token_latency.observe(cost.latency_ms / 1000.0 / cost.tokens)
     if len(cost.per_layer) > 1:  # single-layer models: the model-wide series above say it all
         for layer in cost.per_layer:
-            LAYER_TOKENS.labels(model=model, layer=layer["layer"], decision="read").inc(layer["tokens"] - layer["skimmed"])
-            LAYER_TOKENS.labels(model=model, layer=layer["layer"], decision="skim").inc(layer["skimmed"])
-            LAYER_SKIM_RATE.labels(model=model, layer=layer["layer"]).observe(layer["skim_rate"])
+            read, skim, rate = s.layer(layer["layer"])
+            read.inc(layer["tokens"] - layer["skimmed"])
+            skim.inc(layer["skimmed"])
+            rate.observe(layer["skim_rate"])
+
+
+_REQUEST_SERIES: dict[tuple[str, str, str], object] = {}
+
+
+def observe_request(endpoint: str, model: str, status: str, seconds: float) -> None:
+    """One HTTP request's duration (the labels' child looked up once per label set)."""
+    key = (endpoint, model, status)
+    child = _REQUEST_SERIES.get(key)
+    if child is None:
+        child = _REQUEST_SERIES[key] = REQUEST_DURATION.labels(endpoint, model, status)
+    child.observe(seconds)
 
 
 record_classification = record_cost  # the name before tasks other than classify existed

@@ -40,6 +40,11 @@ class WorkPool:
     def admitted(self) -> int:
         return self._admitted
 
+    @property
+    def full(self) -> bool:
+        """No room for another job: what callers that run small work themselves check, to refuse alike."""
+        return self._admitted >= self.threads + self.max_queue
+
     def submit(self, fn: Callable[..., T], *args) -> Future:
         """Start fn(*args) on a pool thread, or raise QueueFull. Usable from any thread."""
         with self._lock:

@@ -29,10 +29,13 @@ EXPECTED = {
     "max_answer_tokens": ("SKIMSERVE_MAX_ANSWER_TOKENS", 15),
     "pool_threads": ("SKIMSERVE_POOL_THREADS", 0),
     "max_queue": ("SKIMSERVE_MAX_QUEUE", 64),
+    "inline_max_bytes": ("SKIMSERVE_INLINE_MAX_BYTES", 4096),
+    "fast_path": ("SKIMSERVE_FAST_PATH", True),
     "onnx_threads": ("SKIMSERVE_ONNX_THREADS", 1),
     "onnx_opt_level": ("SKIMSERVE_ONNX_OPT_LEVEL", "all"),
     "torch_device": ("SKIMSERVE_TORCH_DEVICE", "cuda"),
     "log_level": ("SKIMSERVE_LOG_LEVEL", "info"),
+    "access_log": ("SKIMSERVE_ACCESS_LOG", False),
     # transport limits (issue 20)
     "max_body_bytes": ("SKIMSERVE_MAX_BODY_BYTES", 8_000_000),
     "max_inflight_body_bytes": ("SKIMSERVE_MAX_INFLIGHT_BODY_BYTES", 64_000_000),
@@ -44,8 +47,10 @@ EXPECTED = {
 # A valid value other than the default, per field, as text (what a flag or a variable carries).
 OTHER = {"models_dir": "/m", "host": "0.0.0.0", "port": "9001", "workers": "3", "kernel": "reference",
          "default_model": "sst2-skim", "max_text_bytes": "10", "max_tokens": "11", "max_batch": "12",
-         "max_answer_tokens": "30", "pool_threads": "5", "max_queue": "0", "onnx_threads": "2",
-         "onnx_opt_level": "basic", "torch_device": "cuda:1", "log_level": "debug"}
+         "max_answer_tokens": "30", "pool_threads": "5", "max_queue": "0", "inline_max_bytes": "0",
+         "fast_path": "false", "onnx_threads": "2",
+         "onnx_opt_level": "basic", "torch_device": "cuda:1", "log_level": "debug",
+         "access_log": "true"}
 OTHER |= {"max_body_bytes": "20000", "max_inflight_body_bytes": "40000", "max_url_bytes": "1000",
           "max_header_bytes": "2000", "header_timeout": "2.5", "body_timeout": "7.5"}
 
@@ -75,7 +80,7 @@ def test_every_field_has_a_flag_and_a_variable():
         by_flag = Settings.from_env({}, **vars(parser.parse_args([flag_name(name), OTHER[name]])))
         by_env = Settings.from_env({env_name(name): OTHER[name]})
         assert by_flag == by_env != Settings(), name
-        assert str(getattr(by_env, name)) == OTHER[name]
+        assert str(getattr(by_env, name)).lower() == OTHER[name]  # (bools print as False)
     everything = Settings.from_env({env_name(n): v for n, v in OTHER.items()})
     assert Settings.from_env(everything.to_env()) == everything  # what the workers rebuild
 

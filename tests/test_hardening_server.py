@@ -132,8 +132,13 @@ def test_huge_string_is_refused_after_a_little_of_it(server):
             b"Content-Length: %d\r\n\r\n" % (n + 12))
     with socket.create_connection(_addr(server[0]), timeout=10) as s:
         s.sendall(head + b'{"text": "' + b"a" * 200_000)
-        s.settimeout(5)
-        reply = s.recv(65536)
+        s.settimeout(10)
+        reply = b""
+        while not reply.endswith(b"}"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
     assert _status(reply) == 413 and _json(reply)["code"] == "text_too_large"
 
 
@@ -168,19 +173,26 @@ def test_healthz_is_answered_by_the_protocol(server):
 
 def test_full_pool_is_shed_by_the_protocol(models_dir, tmp_path):
     """One model thread, no queue: while a long batch runs, a whole small POST is answered 503 by the
-    connection itself (connection: close), one whose body comes later by admission (kept alive)."""
+    connection itself (its own bytes, without uvicorn's date/server headers), one whose body comes later
+    through ASGI."""
     import threading
 
     extra = ["--pool-threads", "1", "--max-queue", "0", "--max-tokens", "100000"]
     with running_server(models_dir, extra=extra, log=tmp_path / "log", timeout=60) as url:
-        big = {"texts": ["good film " * 9_000] * 64}
-        worker = threading.Thread(target=lambda: httpx.post(f"{url}/classify?model=tiny-skim", json=big, timeout=120))
+        big = {"texts": ["a b " * 22_000] * 64}  # 64 x 44,000 tokens: the one model thread is busy for a while
+
+        def occupy():
+            for _ in range(3):
+                httpx.post(f"{url}/classify?model=tiny-skim", json=big, timeout=120)
+
+        worker = threading.Thread(target=occupy)
         worker.start()
         small = b'{"text": "a good film"}'
-        head = (b"POST /classify?model=tiny-skim HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        head = (b"POST /classify?model=tiny-skim HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
                 b"Content-Length: %d\r\n\r\n" % len(small))
         deadline, reply = time.monotonic() + 30, b""
-        while time.monotonic() < deadline and _status(reply) != 503:
+        # the first 503s may come from admission (the pool filled between the read and the ASGI task)
+        while time.monotonic() < deadline and not (_status(reply) == 503 and b"server: uvicorn" not in reply):
             reply, _ = _exchange(url, head + small, wait=10)
             time.sleep(0.05)
         assert _status(reply) == 503 and b"connection: close" in reply and b"retry-after: 1" in reply, reply[:300]
@@ -190,7 +202,7 @@ def test_full_pool_is_shed_by_the_protocol(models_dir, tmp_path):
             time.sleep(0.05)
             s.sendall(small)
             reply = s.recv(65536)
-        assert _status(reply) in (200, 503) and b"connection: close" not in reply.lower(), reply[:300]
+        assert _status(reply) in (200, 503) and b"server: uvicorn" in reply, reply[:300]  # uvicorn's own writer
         worker.join()
         text = httpx.get(f"{url}/metrics", timeout=10).text
         assert 'endpoint="/classify",le="+Inf",model="",status="503"' in text

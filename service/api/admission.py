@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from .errors import RETRY_AFTER_S, ApiError
+from .errors import RETRY_AFTER_S, ApiError, error_response
 from .inputs import repeated_parameter
 
 MODEL_ROUTES = ("/classify", "/qa")
@@ -147,7 +147,18 @@ class AdmissionMiddleware:
         if method != "POST":
             return await self.app(scope, receive, send)
         guarded = GuardedReceive(receive, state.body_budget, state.settings.body_timeout)
+        started = False
+
+        async def send_noting(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            await self.app(scope, guarded, send)
+            await self.app(scope, guarded, send_noting)
+        except ApiError as exc:  # raised by a body read outside FastAPI's handlers (the fast path's)
+            if started:
+                raise
+            await error_response(exc.status, exc.code, exc.message, headers=exc.headers)(scope, receive, send)
         finally:
             guarded.release()

@@ -19,8 +19,9 @@ from ..dataplane import Dataplane, Limits
 from ..engine.backends import configure as configure_backends
 from ..pool import WorkPool
 from ..registry import Registry, RegistryError
-from . import errors, openapi, routes
+from . import errors, openapi, routes, ui
 from .admission import AdmissionMiddleware, BodyBudget
+from .fast_path import FastPath
 from .schemas import THRESHOLD_DOC
 
 log = logging.getLogger("service")
@@ -72,8 +73,7 @@ class MetricsMiddleware:
             route = scope.get("route")
             endpoint = (info.get("endpoint") or getattr(route, "path", None)
                         or (scope["path"] if scope["path"] in DOC_PATHS else "unmatched"))
-            metrics.REQUEST_DURATION.labels(endpoint=endpoint, model=info["model"], status=str(status[0])).observe(
-                time.perf_counter() - t0)
+            metrics.observe_request(endpoint, info["model"], str(status[0]), time.perf_counter() - t0)
 
 
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
@@ -105,7 +105,10 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             app.state.pool.shutdown(wait=False)
             metrics.mark_process_dead()
 
-    app = FastAPI(title="skimserve", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # FastAPI's native OpenTelemetry hooks off: they ask the OTel providers on every request, and the
+    # service's telemetry is its Prometheus metrics (service/metrics.py).
+    app = FastAPI(title="skimserve", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings = settings
     app.state.registry = registry
     app.state.limits = Limits(settings.max_text_bytes, settings.max_tokens, settings.max_batch,
@@ -115,7 +118,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.state.body_budget = BodyBudget(settings.max_inflight_body_bytes)
     errors.install(app)
     app.include_router(routes.router)
-    app.add_middleware(AdmissionMiddleware, state=app.state)
+    app.include_router(ui.router)  # the browser page at /ui (service/ui/)
+    app.add_middleware(FastPath, state=app.state)  # innermost: inside admission and the request metrics
+    app.add_middleware(AdmissionMiddleware, state=app.state)  # limits and shedding before any body is read
     app.add_middleware(MetricsMiddleware)
     openapi.install(app, settings)  # the schema says what the server enforces
     return app

@@ -71,7 +71,7 @@ class TextRunGuard:
         return not self.in_string or self.run - self.escapes <= self.limit
 
 
-def _is_json(content_type: str) -> bool:
+def is_json(content_type: str) -> bool:
     media, _, params = content_type.partition(";")
     media = media.strip().lower()
     if not (media in JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))):
@@ -85,7 +85,7 @@ def _is_json(content_type: str) -> bool:
 
 def check_content_type(content_type: str | None) -> None:
     """415 unless the content type is JSON in UTF-8."""
-    if not _is_json(content_type or ""):
+    if not is_json(content_type or ""):
         raise ApiError(415, "unsupported_media_type", "send the body as JSON with 'Content-Type: application/json' "
                        f"(got {repr(content_type) if content_type else 'none'})")
 
@@ -135,10 +135,10 @@ def decode_json(body: bytes | bytearray, parse: Callable[[object], object] | Non
     if not body.strip():
         raise ApiError(400, "malformed_json", "the body is empty; expected a JSON object")
     try:
-        text = bytes(body).decode("utf-8-sig")  # tolerate a BOM; reject every other non-UTF-8 byte
+        text = body.decode("utf-8-sig")  # tolerate a BOM; reject every other non-UTF-8 byte
     except UnicodeDecodeError as exc:
         raise ApiError(400, "invalid_encoding",
-                       f"the body is not valid UTF-8 (byte {exc.start}: {bytes(body[exc.start:exc.start + 1])!r})"
+                       f"the body is not valid UTF-8 (byte {exc.start}: {body[exc.start:exc.start + 1]!r})"
                        ) from None
     try:
         value = json.loads(text, parse_int=_parse_int)

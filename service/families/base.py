@@ -14,7 +14,7 @@ from ..artifacts import Artifact
 from ..engine.backends import get_backend
 from ..engine.stack import LayerResult, LayerStack
 from ..manifest import Manifest
-from ..tokenizer import Token, tokenize_with_spans
+from ..tokenizer import Token, ids_of, tokenize_with_spans, words_of
 
 PAD, UNK = "<pad>", "<unk>"
 
@@ -112,8 +112,7 @@ class ServedModel:
         return tokenize_with_spans(text)
 
     def to_ids(self, tokens: list[Token] | list[str]) -> np.ndarray:
-        words = [t if isinstance(t, str) else t.text for t in tokens]
-        return np.fromiter((self.index.get(w, self.unk_id) for w in words), dtype=np.int64, count=len(words))
+        return ids_of(words_of(tokens), self.index, self.unk_id)
 
     def embed(self, ids: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(self.embedding[ids], dtype=np.float32)

@@ -1,0 +1,235 @@
+/* The tokenizer's regex (service/tokenizer.py, _TOKEN_RE) as a one-pass scanner.
+ *
+ * On ASCII input Python's `re` classes are simple ("\w" = [A-Za-z0-9_], "\s" = the characters for which
+ * str.isspace() is true: \t \n \v \f \r \x1c-\x1f and space), so each alternative of the pattern can be
+ * decided by looking at the run of word characters under the cursor. The alternatives, in the pattern's
+ * order (the first that matches at a position wins, as in re.finditer):
+ *   br   <br\s*\/?>                       skipped
+ *   1    \w+(?=n't\b)                     "do" of "don't"
+ *   2    n't\b
+ *   3    \w+(?='(?:s|re|ve|ll|d|m)\b)     "it" of "it's"
+ *   4    '(?:s|re|ve|ll|d|m)\b
+ *   5    \w+(?:[-.']\w+)*
+ *   6    \.\.\.
+ *   7    [^\w\s]
+ * Matching is case-insensitive; tokens come out lower-cased, with their [start, end) offsets (ASCII: the
+ * lower-cased text has the same offsets). Other text is folded to one byte per character first
+ * (fold_unicode) and runs through the same machine. tests/test_tokenizer_fast.py checks this scanner against the regex token for token
+ * on every text of every shipped dataset and on generated strings of the tricky characters.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+static unsigned char is_word[128], is_space[128];
+
+static void init_tables(void) {
+    for (int c = 0; c < 128; c++) {
+        is_word[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+        is_space[c] = c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
+    }
+}
+
+#define W(i) ((i) < n && is_word[s[i]])
+#define S(i) ((i) < n && is_space[s[i]])
+#define AT(i, ch) ((i) < n && s[i] == (ch))
+/* \b after a word character at i-1: the end, or a non-word character at i */
+#define BOUNDARY(i) (!W(i))
+
+/* Length of the contraction suffix s|re|ve|ll|d|m starting at i (after the apostrophe), followed by \b;
+ * 0 when there is none. The alternatives differ in their first letter, so at most one can match. */
+static Py_ssize_t suffix_len(const unsigned char *s, Py_ssize_t n, Py_ssize_t i) {
+    Py_ssize_t len = 0;
+    if (AT(i, 's') || AT(i, 'd') || AT(i, 'm')) len = 1;
+    else if ((AT(i, 'r') || AT(i, 'v')) && AT(i + 1, 'e')) len = 2;
+    else if (AT(i, 'l') && AT(i + 1, 'l')) len = 2;
+    return (len && BOUNDARY(i + len)) ? len : 0;
+}
+
+/* The pattern's alternatives over s[0:n] (lower-cased ASCII, or the folded form of other text, see
+ * fold_unicode): appends int32 (start, end) pairs to spans (room for one token per character). */
+#define EMIT(a, b) do { spans[2 * count] = (int32_t)(a); spans[2 * count + 1] = (int32_t)(b); count++; } while (0)
+
+static Py_ssize_t machine(const unsigned char *s, Py_ssize_t n, int32_t *spans) {
+    Py_ssize_t count = 0, p = 0;
+    while (p < n) {
+        unsigned char c = s[p];
+        if (c == '<' && AT(p + 1, 'b') && AT(p + 2, 'r')) {   /* br: <br\s*\/?> */
+            Py_ssize_t q = p + 3;
+            while (S(q)) q++;
+            if (AT(q, '/')) q++;
+            if (AT(q, '>')) { p = q + 1; continue; }
+        }
+        if (is_word[c]) {
+            Py_ssize_t q = p;             /* end of the word run */
+            while (W(q)) q++;
+            /* 1: the run ends "...n" followed by 't and \b, and "n" is not the whole run */
+            if (q - 1 > p && s[q - 1] == 'n' && AT(q, '\'') && AT(q + 1, 't') && BOUNDARY(q + 2)) {
+                EMIT(p, q - 1);
+                p = q - 1;
+                continue;
+            }
+            /* 2: n't\b here */
+            if (c == 'n' && AT(p + 1, '\'') && AT(p + 2, 't') && BOUNDARY(p + 3)) {
+                EMIT(p, p + 3);
+                p += 3;
+                continue;
+            }
+            /* 3: the run followed by a contraction suffix */
+            if (AT(q, '\'') && suffix_len(s, n, q + 1)) {
+                EMIT(p, q);
+                p = q;
+                continue;
+            }
+            /* 5: runs joined by single - . ' (greedy; nothing follows it in the pattern) */
+            while ((AT(q, '-') || AT(q, '.') || AT(q, '\'')) && W(q + 1)) {
+                q += 1;
+                while (W(q)) q++;
+            }
+            EMIT(p, q);
+            p = q;
+            continue;
+        }
+        if (is_space[c]) { p++; continue; }
+        Py_ssize_t len = 1;               /* 7: any other single symbol */
+        if (c == '\'') {                  /* 4 */
+            Py_ssize_t k = suffix_len(s, n, p + 1);
+            if (k) len = 1 + k;
+        } else if (c == '.' && AT(p + 1, '.') && AT(p + 2, '.')) {
+            len = 3;                      /* 6 */
+        }
+        EMIT(p, p + len);
+        p += len;
+    }
+    return count;
+}
+
+/* Text beyond ASCII, folded to one byte per character so that `machine` decides on it exactly as `re`
+ * (Unicode, IGNORECASE) decides on the text: what the pattern asks of a character is only whether it is
+ * a word character (str.isalnum() or "_"), whitespace (str.isspace()), or one of the pattern's literals
+ * matched case-insensitively (re folds with the simple lower-case mapping, and adds U+017F LONG S to "s").
+ * So: ASCII lower-cased; a non-ASCII character whose lower case is an ASCII letter -> that letter (only
+ * letters matter: the others are plain word characters either way); U+017F -> 's'; other word characters
+ * -> 'x' (a word character that is no literal); whitespace -> ' '; anything else -> '#' (a symbol that is
+ * no literal). tests/test_tokenizer_fast.py checks every code point against the regex. */
+static void fold_unicode(const Py_UCS4 *u, Py_ssize_t n, unsigned char *s) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = u[i];
+        if (c < 128) {
+            s[i] = (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : (unsigned char)c;
+        } else if (c == 0x17F) {
+            s[i] = 's';
+        } else if (Py_UNICODE_ISALNUM(c)) {
+            Py_UCS4 low = Py_UNICODE_TOLOWER(c);
+            s[i] = (low >= 'a' && low <= 'z') ? (unsigned char)low : 'x';
+        } else if (Py_UNICODE_ISSPACE(c)) {
+            s[i] = ' ';
+        } else {
+            s[i] = '#';
+        }
+    }
+}
+
+static PyObject *pack(PyObject *words, int32_t *spans, Py_ssize_t count) {
+    PyObject *packed = PyBytes_FromStringAndSize((const char *)spans, (Py_ssize_t)(2 * sizeof(int32_t) * count));
+    if (!packed) return NULL;
+    PyObject *out = PyTuple_Pack(2, words, packed);
+    Py_DECREF(packed);
+    return out;
+}
+
+/* scan(text) -> (words, spans): spans = bytes of int32 (start, end) pairs into text; words = each token
+ * lower-cased (ASCII: from the lowered copy; other text: str.lower() of the slice, as the regex path does).
+ * text must be shorter than 2**31 characters. Non-ASCII text must be NFC already (tokenizer.py does it). */
+static PyObject *scan(PyObject *self, PyObject *args) {
+    PyObject *text;
+    if (!PyArg_ParseTuple(args, "U", &text)) return NULL;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    if (n > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "scan: text too long");
+        return NULL;
+    }
+    int ascii = PyUnicode_IS_ASCII(text);
+    unsigned char *s = PyMem_Malloc(n ? (size_t)n : 1);
+    int32_t *spans = PyMem_Malloc(2 * sizeof(int32_t) * (size_t)(n ? n : 1));
+    Py_UCS4 *u = NULL;
+    PyObject *words = NULL, *out = NULL;
+    if (!s || !spans) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (ascii) {
+        const unsigned char *src = PyUnicode_1BYTE_DATA(text);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            unsigned char c = src[i];
+            s[i] = (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
+        }
+    } else {
+        u = PyUnicode_AsUCS4Copy(text);
+        if (!u) goto done;
+        fold_unicode(u, n, s);
+    }
+    Py_ssize_t count = machine(s, n, spans);
+    words = PyList_New(count);
+    if (!words) goto done;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        Py_ssize_t a = spans[2 * k], b = spans[2 * k + 1];
+        PyObject *w;
+        if (ascii) {
+            w = PyUnicode_FromStringAndSize((const char *)s + a, b - a);
+        } else {
+            PyObject *slice = PyUnicode_Substring(text, a, b);
+            w = slice ? PyObject_CallMethod(slice, "lower", NULL) : NULL;
+            Py_XDECREF(slice);
+        }
+        if (!w) goto done;
+        PyList_SET_ITEM(words, k, w);
+    }
+    out = pack(words, spans, count);
+done:
+    PyMem_Free(s);
+    PyMem_Free(spans);
+    PyMem_Free(u);
+    Py_XDECREF(words);
+    return out;
+}
+
+/* ids(words, index, unk) -> bytes of int64: index[w] for each word of the list, unk where it has none.
+ * The vocabulary lookup of every request, without a Python-level loop (service/families/base.py). */
+static PyObject *ids(PyObject *self, PyObject *args) {
+    PyObject *words, *index;
+    long long unk;
+    if (!PyArg_ParseTuple(args, "O!O!L", &PyList_Type, &words, &PyDict_Type, &index, &unk)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(words);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(int64_t) * n);
+    if (!out) return NULL;
+    int64_t *dst = (int64_t *)PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyDict_GetItemWithError(index, PyList_GET_ITEM(words, i));  /* borrowed */
+        if (v == NULL) {
+            if (PyErr_Occurred()) goto fail;
+            dst[i] = (int64_t)unk;
+            continue;
+        }
+        long long id = PyLong_AsLongLong(v);
+        if (id == -1 && PyErr_Occurred()) goto fail;
+        dst[i] = (int64_t)id;
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", scan, METH_VARARGS, "scan(text) -> (lower-cased tokens, int32 (start, end) pairs as bytes)"},
+    {"ids", ids, METH_VARARGS, "ids(words, index, unk) -> int64 ids as bytes (unk for words not in index)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_tokenscan", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__tokenscan(void) {
+    init_tables();
+    return PyModule_Create(&module);
+}
