@@ -198,7 +198,7 @@ def scenario_bodies(server: Server, settings: Settings, clients: int) -> dict:
         statuses = {}
         for status, _ in results:
             statuses[str(status)] = statuses.get(str(status), 0) + 1
-        out[name] = {"clients": clients, "body_bytes": len(data), "statuses": statuses,
+        out[name] = {"clients": clients, "body_bytes": len(data),  # the whole request: head + body "statuses": statuses,
                      "latency_ms": summary_ms([t for _, t in results]),
                      "rss_mb": {"idle": round(idle, 1), "peak": max(s for _, s in samples), "after_3s": round(after, 1)},
                      "after_vs_idle": round(after / idle, 3)}
@@ -401,7 +401,7 @@ def write_md(result: dict, path: Path) -> None:
                   "| body | statuses | latency p50 / max (ms) | RSS idle / peak / 3 s after (MB) | after / idle |",
                   "| --- | --- | --- | --- | --- |"]
         for name, b in r["bodies"].items():
-            lines.append(f"| {name} ({b['body_bytes']:,} B) | {', '.join(f'{k}: {v}' for k, v in b['statuses'].items())} "
+            lines.append(f"| {name} ({b['body_bytes']:,} B with the request head) | {', '.join(f'{k}: {v}' for k, v in b['statuses'].items())} "
                          f"| {b['latency_ms']['p50']:.0f} / {b['latency_ms']['max']:.0f} | {b['rss_mb']['idle']:.0f} / "
                          f"{b['rss_mb']['peak']:.0f} / {b['rss_mb']['after_3s']:.0f} | {b['after_vs_idle']:.2f} |")
         lines.append("")
