@@ -124,12 +124,12 @@ def run_uvicorn(settings: Settings) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from .api.protocol import GuardedH11Protocol
+    from .api.protocol import guarded_protocol
 
     config = uvicorn.Config("service.api.app:app_from_env", factory=True, host=settings.host, port=settings.port,
                             workers=settings.workers, log_level=settings.log_level, access_log=settings.access_log,
                             timeout_graceful_shutdown=10,
-                            http=GuardedH11Protocol)
+                            http=guarded_protocol(settings.http_parser))
     if settings.workers > 1:
         supervisor = Multiprocess(config, sockets=[config.bind_socket()])
         supervisor.run()

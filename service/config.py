@@ -84,6 +84,9 @@ class Settings(BaseSettings):
                                   "closed")
     body_timeout: float = Field(30.0, gt=0, description="seconds a request may take to send its whole body; "
                                 "then 408 and closed")
+    http_parser: Literal["auto", "httptools", "h11"] = Field("auto", description="uvicorn's HTTP parser, with "
+                                                             "the guards of service/api/protocol.py; auto: "
+                                                             "httptools when installed")
     # --- concurrency ---
     pool_threads: int = Field(0, ge=0, description="model threads per worker; 0 = one per CPU core")
     max_queue: int = Field(64, ge=0, description="model jobs allowed to wait per worker; beyond it: "

@@ -35,10 +35,12 @@ def models_dir(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def server(models_dir, tmp_path_factory):
+@pytest.fixture(scope="module", params=["httptools", "h11"])
+def server(models_dir, tmp_path_factory, request):
+    """The guards over each uvicorn parser (service/api/protocol.py)."""
     log = tmp_path_factory.mktemp("hslog") / "server.log"
-    extra = ["--header-timeout", str(TIMEOUT_S), "--body-timeout", str(TIMEOUT_S), "--max-text-bytes", "10000"]
+    extra = ["--header-timeout", str(TIMEOUT_S), "--body-timeout", str(TIMEOUT_S), "--max-text-bytes", "10000",
+             "--http-parser", request.param]
     with running_server(models_dir, extra=extra, log=log, timeout=60) as url:
         yield url, log
 

@@ -35,6 +35,11 @@ import time
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # httptools not installed
+    HttpToolsProtocol = None
+
 from .. import metrics
 from ..config import Settings
 from . import admission
@@ -51,16 +56,17 @@ LINGER_S = 1.0  # how long a refused connection keeps draining before it is clos
 H11_SLACK = 512 * 1024  # h11's own limit sits above ours (and above one asyncio read), so ours answers first
 
 
-class GuardedH11Protocol(H11Protocol):
+class _Guards:
+    """The guards over either uvicorn protocol; a subclass says where its parser is (`_awaiting_head`,
+    `_is_fresh`)."""
     header_timeout: float | None = None
     max_header_bytes: int | None = None
 
     def __init__(self, config, *args, **kwargs):
-        cls = type(self)
-        if cls.header_timeout is None:
+        if _Guards.header_timeout is None:
             settings = Settings.from_env()
-            cls.header_timeout, cls.max_header_bytes = settings.header_timeout, settings.max_header_bytes
-        config.h11_max_incomplete_event_size = cls.max_header_bytes + H11_SLACK
+            _Guards.header_timeout, _Guards.max_header_bytes = settings.header_timeout, settings.max_header_bytes
+        config.h11_max_incomplete_event_size = self.max_header_bytes + H11_SLACK
         super().__init__(config, *args, **kwargs)
         self._header_timer = None
         self._head_bytes = 0
@@ -77,27 +83,28 @@ class GuardedH11Protocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # draining a refused connection
-        waiting = self.conn.their_state is h11.IDLE
+        waiting = self._awaiting_head()
         if waiting and self._head_bytes == 0 and self._is_fresh():
             if self._is_health_probe(data):
                 return self._answer_health(data)
             if data.startswith(b"POST /") and self._shed(data):
                 return
         if waiting:
+            end = data.find(b"\r\n\r\n")
+            if self._head_bytes + (end + 4 if end >= 0 else len(data)) > self.max_header_bytes:
+                # refused before the parser sees it (httptools would answer a bare 400 past its own limit)
+                return self._refuse(431, "headers_too_large",
+                                    f"request line and headers over {self.max_header_bytes} bytes")
             self._head_bytes += len(data)
             if self._header_timer is None:
                 self._arm()
         super().data_received(data)
-        if self.conn.their_state is h11.IDLE:
+        if self._awaiting_head():
             if self._head_bytes > self.max_header_bytes and not self.transport.is_closing():
                 self._refuse(431, "headers_too_large", f"request line and headers over {self.max_header_bytes} bytes")
         else:
             self._disarm()
             self._head_bytes = 0
-
-    def _is_fresh(self) -> bool:
-        """No request in progress and nothing buffered: the chunk just read starts a request."""
-        return (self.cycle is None or self.cycle.response_complete) and self.conn.trailing_data == (b"", False)
 
     def _is_health_probe(self, data: bytes) -> bool:
         """This chunk is one whole body-less GET/HEAD /healthz."""
@@ -160,7 +167,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def _header_timeout(self) -> None:
         self._header_timer = None
-        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+        if self.transport.is_closing() or not self._awaiting_head():
             return
         if self._head_bytes == 0 and self.cycle is not None:
             # idle after a response: uvicorn's keep-alive timer owns that wait
@@ -179,3 +186,44 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.write_eof()
         self.logger.info("%s:%s - %d %s", *(self.client or ("?", 0)), status, code)
         self.loop.call_later(LINGER_S, self.transport.close)
+
+
+class GuardedH11Protocol(_Guards, H11Protocol):
+    def _awaiting_head(self) -> bool:
+        return self.conn.their_state is h11.IDLE
+
+    def _is_fresh(self) -> bool:
+        """No request in progress and nothing buffered: the chunk just read starts a request."""
+        return (self.cycle is None or self.cycle.response_complete) and self.conn.trailing_data == (b"", False)
+
+
+if HttpToolsProtocol is not None:
+    class GuardedHttpToolsProtocol(_Guards, HttpToolsProtocol):
+        """Over uvicorn's httptools (C parser) protocol, which has no head size limit of its own."""
+
+        def connection_made(self, transport) -> None:
+            self._head_open = True
+            super().connection_made(transport)
+
+        def on_headers_complete(self) -> None:
+            self._head_open = False
+            super().on_headers_complete()
+
+        def on_response_complete(self) -> None:
+            self._head_open = True
+            super().on_response_complete()
+
+        def _awaiting_head(self) -> bool:
+            return self._head_open
+
+        def _is_fresh(self) -> bool:
+            return (self.cycle is None or self.cycle.response_complete) and not self.pipeline
+else:  # pragma: no cover  (httptools is a runtime dependency; uvicorn then uses h11)
+    GuardedHttpToolsProtocol = None
+
+
+def guarded_protocol(parser: str = "auto"):
+    """The guarded protocol over the parser named ("auto": httptools when installed, as uvicorn picks)."""
+    if parser == "h11" or GuardedHttpToolsProtocol is None:
+        return GuardedH11Protocol
+    return GuardedHttpToolsProtocol
