@@ -198,7 +198,7 @@ def scenario_bodies(server: Server, settings: Settings, clients: int) -> dict:
         statuses = {}
         for status, _ in results:
             statuses[str(status)] = statuses.get(str(status), 0) + 1
-        out[name] = {"clients": clients, "body_bytes": len(data),  # the whole request: head + body "statuses": statuses,
+        out[name] = {"clients": clients, "body_bytes": len(data), "statuses": statuses,  # body_bytes: head + body
                      "latency_ms": summary_ms([t for _, t in results]),
                      "rss_mb": {"idle": round(idle, 1), "peak": max(s for _, s in samples), "after_3s": round(after, 1)},
                      "after_vs_idle": round(after / idle, 3)}
