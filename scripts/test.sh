@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the tests need on a fresh machine, then run the whole suite:
-#   a venv in .venv, the package with its dev/train/loadtest extras (builds the C kernel),
+#   a venv in .venv, the package with its dev/train/loadtest extras (builds the C kernel; dev has
+#   schemathesis, run against the live server by tests/test_schemathesis.py),
 #   Debian's `prometheus` (the server and promtool) for the dashboard and /metrics tests and `chromium`
 #   for the page's browser test.
 # Extra arguments go to pytest, e.g. scripts/test.sh -k api

@@ -86,12 +86,16 @@ def load_weights(folder: Path, manifest: dict) -> dict[str, np.ndarray]:
             weights = {k: npz[k] for k in npz.files}
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"{folder}: cannot read {WEIGHTS} without pickle ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001  corrupt bytes under a valid checksum: BadZipFile, zlib.error, EOFError
+        raise ArtifactError(f"{folder}: {WEIGHTS} is corrupt ({type(exc).__name__}: {exc})") from exc
     if set(weights) != set(declared):
         raise ArtifactError(f"{folder}: weights {sorted(weights)} differ from manifest {sorted(declared)}")
     out = {}
     for key, arr in weights.items():
         if list(arr.shape) != list(declared[key]):
             raise ArtifactError(f"{folder}: weight '{key}' has shape {arr.shape}, manifest says {declared[key]}")
+        if arr.dtype.kind not in "fiu":
+            raise ArtifactError(f"{folder}: weight '{key}' has dtype {arr.dtype}, expected numbers")
         if not np.all(np.isfinite(arr)):
             raise ArtifactError(f"{folder}: weight '{key}' holds NaN or inf")
         # The runtime computes in float32; the embedding may be stored as float16 to halve the size.

@@ -64,15 +64,19 @@ def _settings(parser: argparse.ArgumentParser, argv: list[str]) -> Settings | No
         return None
 
 
-def _check_models(settings: Settings, prog: str) -> bool:
+def _check_models(settings: Settings, prog: str, deep: bool = False) -> bool:
     from .registry import Registry, RegistryError
 
     try:  # fail fast, with the artifact's own message, before any worker starts
-        Registry(settings.models_dir, settings.kernel, settings.default_model).check()
+        Registry(settings.models_dir, settings.kernel, settings.default_model).check(deep=deep)
     except RegistryError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return False
     return True
+
+
+class MetricsDirError(RuntimeError):
+    """PROMETHEUS_MULTIPROC_DIR cannot be used (not a directory, not writable)."""
 
 
 def setup_multiprocess_metrics(workers: int) -> None:
@@ -84,25 +88,68 @@ def setup_multiprocess_metrics(workers: int) -> None:
     if not path:
         path = tempfile.mkdtemp(prefix="skimserve-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
-    os.makedirs(path, exist_ok=True)
-    for name in os.listdir(path):  # samples of an earlier run would be merged in otherwise
-        if name.endswith(".db"):
-            os.unlink(os.path.join(path, name))
+    try:
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):  # samples of an earlier run would be merged in otherwise
+            if name.endswith(".db"):
+                os.unlink(os.path.join(path, name))
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".skimserve-probe-")  # the workers write here
+        probe.close()
+    except OSError as exc:
+        raise MetricsDirError(f"PROMETHEUS_MULTIPROC_DIR={path!r} cannot hold the metrics files: "
+                              f"{exc.strerror or exc}") from None
 
 
 def serve(argv: list[str]) -> int:
     parser = serve_parser()
     settings = _settings(parser, argv)
-    if settings is None or not _check_models(settings, parser.prog):
+    if settings is None or not _check_models(settings, parser.prog, deep=True):
         return 2
     os.environ.update(settings.to_env())  # what every worker rebuilds its settings from
-    setup_multiprocess_metrics(settings.workers)
+    try:
+        setup_multiprocess_metrics(settings.workers)
+    except MetricsDirError as exc:
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return 2
+    return run_uvicorn(settings)
 
+
+STARTUP_FAILURE = 3  # uvicorn's own exit status for a server (or worker) that never started
+
+
+def run_uvicorn(settings: Settings) -> int:
+    """uvicorn.run without its two gaps: with several workers a worker that fails at startup made the
+    parent exit 0, and there was no header timeout (service/api/protocol.py). Non-zero whenever the
+    server, or any worker, never started."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
-    uvicorn.run("service.api.app:app_from_env", factory=True, host=settings.host, port=settings.port,
-                workers=settings.workers, log_level=settings.log_level, access_log=settings.access_log,
-                timeout_graceful_shutdown=10)
+    from .api.protocol import guarded_protocol
+
+    config = uvicorn.Config("service.api.app:app_from_env", factory=True, host=settings.host, port=settings.port,
+                            workers=settings.workers, log_level=settings.log_level, access_log=settings.access_log,
+                            timeout_graceful_shutdown=10,
+                            http=guarded_protocol(settings.http_parser))
+    if settings.workers > 1:
+        supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+        supervisor.run()
+        failed = [p for p in supervisor.processes if p.exitcode == STARTUP_FAILURE]
+        if failed:
+            print(f"skimserve serve: worker {failed[0].pid} failed to start (its log above); stopped",
+                  file=sys.stderr)
+            return STARTUP_FAILURE
+        return 0
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    except SystemExit as exc:  # uvicorn exits 3 itself when the app's startup fails
+        if exc.code != STARTUP_FAILURE:
+            raise
+    if not server.started:
+        print("skimserve serve: the server did not start (its log above)", file=sys.stderr)
+        return STARTUP_FAILURE
     return 0
 
 

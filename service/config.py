@@ -71,6 +71,22 @@ class Settings(BaseSettings):
     max_tokens: int = Field(5_000, ge=1, description="per text, after tokenization (413 above)")
     max_batch: int = Field(64, ge=1, description="texts per request (413 above)")
     max_answer_tokens: int = Field(15, ge=1, description="longest answer span, in tokens, that /qa decodes")
+    # --- transport limits (hostile input and slow clients; docs/api.md, "Limits") ---
+    max_body_bytes: int = Field(8_000_000, ge=1024, description="request body, bytes: a Content-Length over it "
+                                "is 413 before any byte is read, a longer stream 413 while reading")
+    max_inflight_body_bytes: int = Field(64_000_000, ge=1024, description="request body bytes buffered at once "
+                                         "per worker, across requests; a request arriving when it is spent is "
+                                         "503 + Retry-After before its body is read")
+    max_url_bytes: int = Field(8192, ge=256, description="path + query string, bytes (414 above)")
+    max_header_bytes: int = Field(16384, ge=1024, description="request line + headers, bytes (431 above)")
+    header_timeout: float = Field(10.0, gt=0, description="seconds a connection may take to send a request's "
+                                  "line and headers (from its first byte or from the connection); then 408 and "
+                                  "closed")
+    body_timeout: float = Field(30.0, gt=0, description="seconds a request may take to send its whole body; "
+                                "then 408 and closed")
+    http_parser: Literal["auto", "httptools", "h11"] = Field("auto", description="uvicorn's HTTP parser, with "
+                                                             "the guards of service/api/protocol.py; auto: "
+                                                             "httptools when installed")
     # --- concurrency ---
     pool_threads: int = Field(0, ge=0, description="model threads per worker; 0 = one per CPU core")
     max_queue: int = Field(64, ge=0, description="model jobs allowed to wait per worker; beyond it: "
@@ -118,12 +134,6 @@ class Settings(BaseSettings):
     @property
     def threads(self) -> int:
         return self.pool_threads or (os.cpu_count() or 1)
-
-    @property
-    def max_body_bytes(self) -> int:
-        # Whole request body cap, checked before JSON parsing: a full batch of maximal texts, escaped
-        # (JSON can spend up to 6 bytes per character with \\uXXXX), plus room for the envelope.
-        return 6 * self.max_text_bytes * self.max_batch + 4096
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -192,6 +202,8 @@ def _settings_error(errors: list[dict], values: Mapping[str, Any],
             ctx = err.get("ctx") or {}
             if err["type"] == "greater_than_equal":
                 why = f"must be >= {ctx.get('ge')}"
+            elif err["type"] == "greater_than":
+                why = f"must be > {ctx.get('gt')}"
             elif err["type"] == "literal_error":
                 why = f"expected one of {ctx.get('expected')}"
             else:

@@ -144,9 +144,39 @@ def observe_request(endpoint: str, model: str, status: str, seconds: float) -> N
 record_classification = record_cost  # the name before tasks other than classify existed
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def drop_dead_workers(path: str | None = None) -> list[int]:
+    """Live gauges of workers that died without shutting down (kill -9, OOM) would be summed forever:
+    prometheus_client drops a worker's live files only in mark_process_dead, which a killed worker never
+    runs. Before each multiprocess scrape, mark every worker whose process is gone as dead."""
+    path = path or os.environ.get(MULTIPROC_ENV)
+    dead = set()
+    for name in os.listdir(path):
+        if name.startswith("gauge_live") and name.endswith(".db"):
+            pid = name[:-3].rpartition("_")[2]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                dead.add(int(pid))
+    for pid in sorted(dead):
+        try:
+            multiprocess.mark_process_dead(pid, path)
+        except FileNotFoundError:  # another worker's scrape removed it first
+            pass
+    return sorted(dead)
+
+
 def render() -> tuple[bytes, str]:
     """The text exposition of this process, or of all workers in multiprocess mode."""
     if multiprocess_enabled():
+        drop_dead_workers()
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,22 @@ class UnknownModel(KeyError):
         return f"unknown model '{self.name}' (served: {', '.join(self.known) or 'none'})"
 
 
+# A filesystem path: absolute, home-relative or relative to a dot folder (/tmp/runs/x, ~/x, ../shared/data,
+# .carry/vocab); the repository-relative names manifests also hold (service/tokenizer.py) are kept.
+_PATH = re.compile(r"(?<![\w.:/~-])(?:~|\.{1,2}|\.[\w-]+)?/[^\s\"',;:)\]}|]+")
+
+
+def redact_paths(value):
+    """A copy of a JSON-like value with every filesystem path in its strings replaced by '<path>'."""
+    if isinstance(value, str):
+        return _PATH.sub("<path>", value)
+    if isinstance(value, dict):
+        return {k: redact_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_paths(v) for v in value]
+    return value
+
+
 @dataclass
 class ModelEntry:
     model: ServedModel
@@ -53,8 +70,9 @@ class ModelEntry:
         return {**self.model.describe(), "has_card": self.card is not None}
 
     def detail(self) -> dict:
-        return {**self.summary(), "manifest": self.model.manifest, "card": self.card,
-                "card_markdown": self.card_markdown}
+        """What GET /models/{name} shows: paths of the machine the model was built on are redacted."""
+        return {**self.summary(), "manifest": redact_paths(self.model.manifest), "card": redact_paths(self.card),
+                "card_markdown": redact_paths(self.card_markdown)}
 
 
 @dataclass
@@ -83,16 +101,21 @@ class Registry:
         self.ready = True
         return self
 
-    def check(self) -> None:
-        """Cheap pre-flight (manifests and checksums only), so the CLI can refuse a bad models dir with a
-        one-line message before starting any worker."""
+    def check(self, deep: bool = False) -> None:
+        """Cheap pre-flight (manifests and checksums; deep: also every weight read and shape-checked, as
+        a worker will), so the CLI can refuse a bad models dir with a one-line message before starting
+        any worker."""
         names = []
         for folder in self.discover():
             try:
                 manifest = read_manifest(folder)
                 verify_checksums(folder, manifest)
+                if deep:
+                    load_artifact(folder)
             except ArtifactError as exc:
                 raise RegistryError(f"cannot serve model folder {folder}: {exc}") from exc
+            except Exception as exc:  # noqa: BLE001  corrupt bytes that pass the checksum
+                raise RegistryError(f"cannot serve model folder {folder}: {type(exc).__name__}: {exc}") from exc
             names.append(manifest["name"])
         self._check_default(names)
 
@@ -127,7 +150,8 @@ class Registry:
             model = build_model(artifact, self.kernel)
         except ArtifactError as exc:
             raise RegistryError(f"cannot serve model folder {folder}: {exc}") from exc
-        except (ValueError, KeyError, AssertionError) as exc:
+        except Exception as exc:  # noqa: BLE001  bytes that pass the checksum can still be corrupt
+            # (a re-checksummed flipped byte, a truncated zip, wrong dtypes): one line, never a traceback
             raise RegistryError(f"cannot build model from {folder}: {type(exc).__name__}: {exc}") from exc
         card = card_md = None
         if (folder / CARD_JSON).is_file():

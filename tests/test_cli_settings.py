@@ -38,6 +38,14 @@ EXPECTED = {
     "access_log": ("SKIMSERVE_ACCESS_LOG", False),
     "latency_objective_ms": ("SKIMSERVE_LATENCY_OBJECTIVE_MS", 0.0),
     "min_threshold": ("SKIMSERVE_MIN_THRESHOLD", 0.1),
+    # transport limits (issue 20)
+    "max_body_bytes": ("SKIMSERVE_MAX_BODY_BYTES", 8_000_000),
+    "max_inflight_body_bytes": ("SKIMSERVE_MAX_INFLIGHT_BODY_BYTES", 64_000_000),
+    "max_url_bytes": ("SKIMSERVE_MAX_URL_BYTES", 8192),
+    "max_header_bytes": ("SKIMSERVE_MAX_HEADER_BYTES", 16384),
+    "header_timeout": ("SKIMSERVE_HEADER_TIMEOUT", 10.0),
+    "body_timeout": ("SKIMSERVE_BODY_TIMEOUT", 30.0),
+    "http_parser": ("SKIMSERVE_HTTP_PARSER", "auto"),
 }
 # A valid value other than the default, per field, as text (what a flag or a variable carries).
 OTHER = {"models_dir": "/m", "host": "0.0.0.0", "port": "9001", "workers": "3", "kernel": "reference",
@@ -46,6 +54,9 @@ OTHER = {"models_dir": "/m", "host": "0.0.0.0", "port": "9001", "workers": "3", 
          "fast_path": "false", "onnx_threads": "2",
          "onnx_opt_level": "basic", "torch_device": "cuda:1", "log_level": "debug",
          "access_log": "true", "latency_objective_ms": "20.0", "min_threshold": "0.2"}
+OTHER |= {"max_body_bytes": "20000", "max_inflight_body_bytes": "40000", "max_url_bytes": "1000",
+          "max_header_bytes": "2000", "header_timeout": "2.5", "body_timeout": "7.5",
+          "http_parser": "h11"}
 
 
 def run_cli(*args, env=None):

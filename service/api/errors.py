@@ -11,6 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 
 from ..dataplane import InputError
 from ..pool import QueueFull
@@ -19,6 +21,7 @@ from ..registry import UnknownModel
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = "1"
+CLIENT_CLOSED = 499  # nginx's "client closed request": the client left mid-body; no response reaches it
 
 
 class ApiError(InputError):
@@ -48,8 +51,9 @@ def validation_errors(errors) -> tuple[str, str, list[dict]]:
     return code, detail, items
 
 
-STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
-                415: "unsupported_media_type", 503: "unavailable"}
+STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 408: "request_timeout",
+                413: "payload_too_large", 414: "uri_too_long", 415: "unsupported_media_type",
+                431: "headers_too_large", 503: "unavailable"}
 
 
 def install(app: FastAPI) -> None:
@@ -75,6 +79,11 @@ def install(app: FastAPI) -> None:
     async def _http(_req: Request, exc: StarletteHTTPException):
         code = STATUS_CODES.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(_req: Request, _exc: ClientDisconnect):
+        # Not a server error: nothing to log beyond the metric (status 499), nobody to answer.
+        return Response(status_code=CLIENT_CLOSED)
 
     @app.exception_handler(Exception)
     async def _bug(req: Request, exc: Exception):

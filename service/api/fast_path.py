@@ -26,8 +26,8 @@ from pydantic import ValidationError
 from ..dataplane import InputError
 from ..pool import QueueFull
 from ..registry import UnknownModel
-from .body import decode_json, is_json
-from .errors import RETRY_AFTER_S
+from .body import collect_body, is_json, parse_body
+from .errors import CLIENT_CLOSED, RETRY_AFTER_S
 from .routes import parse_thresholds
 from .schemas import ClassifyRequest, QARequest
 
@@ -69,18 +69,19 @@ def query_params(raw: bytes, allowed: frozenset[str]) -> dict[str, str]:
 
 
 def threshold_of(params: dict[str, str]):
-    """None (the model's default), one float, or a list of per-layer floats (`thresholds`, /qa only)."""
+    """None (the model's default), one float, or a list of per-layer floats (`thresholds`, /qa only).
+    `threshold` is checked even when `thresholds` overrides it, as the route does."""
+    raw, single = params.get("threshold"), None
+    if raw is not None:
+        if not PLAIN_NUMBER.fullmatch(raw) or raw == "." or float(raw) > 1.0:
+            raise Fallback
+        single = float(raw)
     if "thresholds" in params:
         try:
             return parse_thresholds(params["thresholds"])
         except InputError:
             raise Fallback from None
-    raw = params.get("threshold")
-    if raw is None:
-        return None
-    if not PLAIN_NUMBER.fullmatch(raw) or raw == "." or float(raw) > 1.0:
-        raise Fallback
-    return float(raw)
+    return single
 
 
 def budget_of(params: dict[str, str]) -> float | None:
@@ -119,15 +120,17 @@ class FastPath:
         settings = state.settings
         self.enabled, self.inline_max_bytes, self.max_body = (settings.fast_path, settings.inline_max_bytes,
                                                               settings.max_body_bytes)
+        self.max_text = settings.max_text_bytes
 
     async def __call__(self, scope, receive, send):
         route = ROUTES.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
         if route is None or not self.enabled or not self._headers_ok(scope):
             return await self.app(scope, receive, send)
-        try:
-            body = await self._read_body(receive)
-        except Disconnected:
-            return  # nobody to answer
+        try:  # the routes' streaming limits (body, text): an ApiError here is answered by admission.py
+            body = bytes(await collect_body(self._chunks(receive), self.max_body, self.max_text))
+        except Disconnected:  # nobody to answer; the status reaches the request metrics only (499)
+            scope.setdefault("skimserve", {})["endpoint"] = route.path
+            return await send({"type": "http.response.start", "status": CLIENT_CLOSED, "headers": []})
         try:
             status, payload, extra = await self._answer(scope, route, body)
         except Fallback:
@@ -149,20 +152,19 @@ class FastPath:
                 and is_json(ctype.decode("latin-1")))
 
     @staticmethod
-    async def _read_body(receive) -> bytes:
-        chunks = []
+    async def _chunks(receive):
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 raise Disconnected
-            chunks.append(message.get("body", b""))
+            yield message.get("body", b"")
             if not message.get("more_body", False):
-                return b"".join(chunks)
+                return
 
     async def _answer(self, scope, route: Route, body: bytes) -> tuple[int, bytes, list]:
         params = query_params(scope["query_string"], route.query)
         try:  # the routes' own parser (same numbers, duplicate keys, BOM); orjson only writes
-            document = decode_json(body)
+            document = await parse_body(body)  # off the event loop when big
             request = route.schema.model_validate(document) if type(document) is dict else None
         except (InputError, ValidationError):
             raise Fallback from None

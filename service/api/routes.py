@@ -2,6 +2,8 @@
 threshold, pool, envelope)."""
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -12,6 +14,7 @@ from ..dataplane import Dataplane
 from ..registry import Registry
 from .body import read_json
 from .errors import RETRY_AFTER_S, ApiError
+from .inputs import Threshold, parse_thresholds
 from .schemas import (BUDGET_DOC, THRESHOLD_DOC, BatchClassifyResponse, BatchQAResponse, ClassifyRequest, ClassifyResponse,
                       ErrorBody, Health, ModelDetail, ModelList, QARequest, QAResponse, Readiness)
 
@@ -33,8 +36,9 @@ EXPLAIN_DOC = "Add each token with its span, read/skim decision and p_skim."
 
 
 async def read_body(request: Request, schema: type[BaseModel]) -> BaseModel:
-    try:
-        return schema.model_validate(await read_json(request, request.app.state.settings.max_body_bytes))
+    settings = request.app.state.settings
+    try:  # validated where it was parsed (off the event loop for a big body)
+        return await read_json(request, settings.max_body_bytes, settings.max_text_bytes, schema.model_validate)
     except ValidationError as exc:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
 
@@ -57,7 +61,7 @@ def _body_schema(schema: type[BaseModel]) -> dict:
 )
 async def classify(
     request: Request,
-    threshold: float | None = Query(None, ge=0.0, le=1.0, allow_inf_nan=False, description=THRESHOLD_DOC),
+    threshold: Annotated[Threshold | None, Query(description=THRESHOLD_DOC)] = None,
     model: str | None = Query(None, description=MODEL_DOC),
     explain: bool = Query(False, description=EXPLAIN_DOC),
     budget: float | None = Query(None, gt=0.0, le=1.0, allow_inf_nan=False, description=BUDGET_DOC),
@@ -80,18 +84,6 @@ THRESHOLDS_DOC = ("One threshold per layer, lowest first, comma-separated (e.g. 
                   "harder); both directions of a layer share it. Overrides `threshold`.")
 
 
-def parse_thresholds(raw: str | None) -> list[float] | None:
-    if raw is None:
-        return None
-    try:
-        values = [float(v) for v in raw.split(",")]
-    except ValueError:
-        raise ApiError(422, "invalid_threshold", f"thresholds={raw!r}: expected numbers separated by commas") from None
-    if not all(0.0 <= v <= 1.0 for v in values):  # NaN fails this too
-        raise ApiError(422, "invalid_threshold", f"thresholds={raw!r}: every value must be in [0, 1]")
-    return values
-
-
 @router.post(
     "/qa", response_model=QAResponse | BatchQAResponse, response_model_exclude_none=True,
     summary="Answer a question from a context (extractive), at a per-request skim threshold", responses=QA_ERRORS,
@@ -99,7 +91,7 @@ def parse_thresholds(raw: str | None) -> list[float] | None:
 )
 async def qa(
     request: Request,
-    threshold: float | None = Query(None, ge=0.0, le=1.0, allow_inf_nan=False, description=THRESHOLD_DOC),
+    threshold: Annotated[Threshold | None, Query(description=THRESHOLD_DOC)] = None,
     thresholds: str | None = Query(None, description=THRESHOLDS_DOC, examples=["0.5,0.3"]),
     model: str | None = Query(None, description=MODEL_DOC),
     explain: bool = Query(False, description="Add each context token's read/skim decision per layer."),
@@ -139,7 +131,9 @@ async def get_model(request: Request, name: str):
     return {**entry.detail(), "default": entry.name == request.app.state.registry.default_name}
 
 
-@router.get("/healthz", response_model=Health, summary="Liveness: the process answers")
+@router.head("/healthz", include_in_schema=False)
+@router.get("/healthz", response_model=Health,
+            summary="Liveness: the process answers (answered before routing: service/api/admission.py)")
 async def healthz():
     return {"status": "ok"}
 
