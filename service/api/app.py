@@ -18,7 +18,7 @@ from ..dataplane import Dataplane, Limits
 from ..engine.backends import configure as configure_backends
 from ..pool import WorkPool
 from ..registry import Registry, RegistryError
-from . import errors, routes, ui
+from . import errors, oip, routes, ui
 from .fast_path import FastPath
 from .schemas import THRESHOLD_DOC
 
@@ -112,6 +112,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     errors.install(app)
     app.include_router(routes.router)
     app.include_router(ui.router)  # the browser page at /ui (service/ui/)
+    app.include_router(oip.router)  # the Open Inference Protocol at /v2 (service/api/oip.py)
     app.add_middleware(FastPath, state=app.state)  # innermost: inside the request metrics
     app.add_middleware(MetricsMiddleware)
     return app
