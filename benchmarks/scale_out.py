@@ -11,7 +11,8 @@ Configurations (all serving the same models dir, uvicorn's access log off, POST 
   through Ray's HTTP proxy.
 Workloads: short SST-2 sentences on sst2-skim and long IMDb reviews (>= 250 tokens) on imdb-skim (test
 splits), one text per request, and the same reviews 8 to a request (imdb-long-x8: the model's time
-dominates the request), at the model's default threshold. Every configuration runs once per round, rounds interleaved;
+dominates the request), at the model's default threshold; and the short sentences over 1 connection
+(sst2-short@1: one request at a time, so its p50 is a request's latency through each configuration). Every configuration runs once per round, rounds interleaved;
 figures are medians over rounds. Ray's replica count is changed by redeploying between runs (not timed).
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 RAY_CONFIG = ROOT / "deploy" / "ray" / "serve.yaml"  # the deployment's options (replica count set here)
 BATCH = 8
+SEQUENTIAL = "sst2-short@1"
 CONFIGS = ("plain", "plain-2w", "ray-1", "ray-2")
 
 
@@ -96,6 +98,7 @@ def main(argv=None):
             batches = [{"texts": (texts * 8)[i:i + BATCH]} for i in range(0, len(texts) * 8 // BATCH * BATCH, BATCH)]
             bodies["imdb-long-x8"] = write_bodies(Path(tmp) / "imdb-long-x8.jsonl", batches, model)
         bodies[name] = write_bodies(Path(tmp) / f"{name}.jsonl", lines, model)
+    bodies[SEQUENTIAL] = bodies["sst2-short"]  # one connection: a request's latency, the hop included
 
     serve_argv = [sys.executable, "-m", "service", "serve", "--models-dir", models_dir, "--port", "{port}",
                   "--log-level", "warning"]
@@ -113,7 +116,8 @@ def main(argv=None):
                     proxy.scale(int(config.split("-")[1]))
                 target = proxy if config.startswith("ray") else servers[config]
                 for workload, (file, path, _) in bodies.items():
-                    figures = wrk(target, file, path, args.connections, args.duration)
+                    connections = 1 if workload == SEQUENTIAL else args.connections
+                    figures = wrk(target, file, path, connections, args.duration)
                     assert figures["non_2xx"] == 0 and figures["socket_errors"] == 0, (config, workload, figures)
                     runs[config][workload].append(figures)
                     print(f"round {r + 1} {config:8s} {workload:10s} {figures['rps']:8.1f} req/s "
@@ -152,7 +156,7 @@ def markdown(result: dict) -> str:
     lines = [f"# Scale-out: plain server vs Ray Serve replicas ({result['date']})", "",
              f"`{result['command']}` on {result['machine']['cpus']} CPUs ({result['machine']['platform']}, "
              f"Ray {result['machine']['ray']}); wrk, {s['connections']} connections, {s['duration_s']:g} s per run, "
-             f"median of {s['rounds']} interleaved rounds; POST /classify at the default threshold (x8: 8 texts a request).",
+             f"median of {s['rounds']} interleaved rounds; POST /classify at the default threshold (x8: 8 texts a request; @1: 1 connection).",
              "", "| configuration | workload | req/s | vs plain | p50 ms | p99 ms | req/s per round |",
              "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
     for c, by in result["results"].items():

@@ -29,10 +29,10 @@ def replica_app(settings: Settings):
     """The app of one replica (built there, not on the driver), from settings checked on the driver."""
     import logging
 
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # before service.metrics is imported: it opens files there
+        os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
     from .api.app import create_app
 
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     return create_app(settings)

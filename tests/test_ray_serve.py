@@ -1,6 +1,7 @@
 """skimserve on Ray Serve (service/ray_app.py, deploy/ray/serve.yaml) on a local Ray cluster on loopback:
-deploy, send /classify, /v2 and /qa-free requests through Ray's HTTP proxy, check the answers equal the
-plain app's, scale from 1 to 2 replicas (by config, then by autoscaling on ongoing requests), shut down.
+deploy, send /classify and /v2 requests through Ray's HTTP proxy, check the answers equal the plain app's
+and /metrics counts every replica's work (shared multiprocess files), scale from 1 to 2 replicas (by
+config, then by autoscaling on ongoing requests), shut down.
 Skips, with the reason, only where Ray is not installed or cannot start here. Ray's footprint is kept
 small: 2 CPUs, no dashboard, the smallest object store."""
 import concurrent.futures
@@ -49,13 +50,25 @@ def models_dir(tmp_path_factory):
     return root
 
 
+def metrics_dir(factory) -> "os.PathLike":
+    return factory.getbasetemp() / "ray-metrics"
+
+
+def tokens_total(metrics_text: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(s.value for fam in text_string_to_metric_families(metrics_text) for s in fam.samples
+               if s.name == "skimserve_tokens_total")
+
+
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory):
     port = free_port()
     try:
         ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 2**20, log_to_driver=False,
                  _temp_dir=str(tmp_path_factory.mktemp("ray")), namespace="skimserve-test",
-                 runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+                 runtime_env={"env_vars": {"PYTHONPATH": str(ROOT),
+                                           "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir(tmp_path_factory))}})
         serve.start(http_options={"host": "127.0.0.1", "port": port})
     except Exception as exc:  # noqa: BLE001  (whatever stops Ray here is the skip reason)
         ray.shutdown()
@@ -95,7 +108,7 @@ def test_config_file_is_a_valid_serve_config():
     assert auto["min_replicas"] == 1 and auto["max_replicas"] >= 2 and auto["target_ongoing_requests"] > 0
 
 
-def test_ray_serve_answers_like_the_plain_app_and_scales(ray_cluster, models_dir, tmp_path):
+def test_ray_serve_answers_like_the_plain_app_and_scales(ray_cluster, models_dir, tmp_path_factory):
     from service.api import create_app
     from service.config import Settings
     from service.ray_app import deployment
@@ -108,26 +121,39 @@ def test_ray_serve_answers_like_the_plain_app_and_scales(ray_cluster, models_dir
     requests = [("/classify", {"model": m, "threshold": t}, {"texts": TEXTS}) for m in MODELS for t in (0.3, 1.0)]
     infer = {"inputs": [{"name": "text", "shape": [len(TEXTS)], "datatype": "BYTES", "data": TEXTS}],
              "parameters": {"threshold": 0.3}}
+    sent = 0  # tokens of every answer through the proxy: what /metrics must count, over all replicas
     with TestClient(create_app(Settings(**args))) as plain, httpx.Client(base_url=ray_cluster, timeout=60) as c:
         for path, params, body in requests:
             got, want = c.post(path, params=params, json=body), plain.post(path, params=params, json=body)
             assert got.status_code == want.status_code == 200, got.text
             assert stable(got.json()) == stable(want.json()), (path, params)
+            sent += sum(r["tokens"] for r in got.json()["results"])
         for model in MODELS:
             got = c.post(f"/v2/models/{model}/infer", json=infer).json()["outputs"]
             want = plain.post(f"/v2/models/{model}/infer", json=infer).json()["outputs"]
             assert [o for o in got if o["name"] not in VARYING] == [o for o in want if o["name"] not in VARYING]
+            sent += sum(next(o for o in got if o["name"] == "tokens")["data"])
         bad = c.post("/classify", params={"threshold": 2}, json={"text": "x"})
         assert bad.status_code == 422 and bad.json() == plain.post("/classify", params={"threshold": 2},
                                                                    json={"text": "x"}).json()
-        assert "skimserve_tokens_total" in c.get("/metrics").text
+        assert tokens_total(c.get("/metrics").text) == sent
 
         # 1 -> 2 replicas by config: the same application redeployed with num_replicas=2
         serve.run(dep.options(num_replicas=2).bind(), name="skimserve", route_prefix="/")
         wait_for(lambda: replicas_running() == 2, 90, "2 replicas running")
-        for path, params, body in requests[:2]:
-            assert stable(c.post(path, params=params, json=body).json()) == stable(
-                plain.post(path, params=params, json=body).json())
+
+        def writers() -> set[str]:  # processes with counter files: the replicas that answered
+            return {f.stem.rsplit("_", 1)[-1] for f in metrics_dir(tmp_path_factory).glob("counter_*.db")}
+
+        for k in range(40):  # separate connections: the proxy spreads them over the replicas
+            path, params, body = requests[k % 2]
+            got = httpx.post(f"{ray_cluster}{path}", params=params, json=body, timeout=60).json()
+            assert stable(got) == stable(plain.post(path, params=params, json=body).json())
+            sent += sum(r["tokens"] for r in got["results"])
+            if k >= 3 and len(writers()) >= 2:
+                break
+        assert len(writers()) >= 2, writers()
+        # every replica's counters, whichever replica answers the scrape        assert tokens_total(c.get("/metrics").text) == sent
 
         # 1 -> 2 by autoscaling on ongoing requests (the config file's policy, with short delays)
         auto = {**deployment_config()["deployments"][0]["autoscaling_config"], "max_replicas": 2,

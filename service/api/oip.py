@@ -16,7 +16,8 @@ from ..registry import ModelEntry, UnknownModel
 from .body import decode_json
 from .errors import RETRY_AFTER_S
 from .oip_tensors import (HEADER_LENGTH, TENSORS, InferRequest, OipError, encode_outputs, input_strings,
-                          parse_request, split_body, threshold_parameter, wanted_outputs)
+                          parse_request, split_body, wanted_outputs)
+from .routes import parse_thresholds
 from .schemas import ClassifyRequest, QAItem, QARequest
 
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol (KServe V2)"])
@@ -171,6 +172,18 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
         if len(body) > max_bytes:
             raise OipError(f"body over {max_bytes} bytes", 413)
     return bytes(body)
+
+
+def threshold_parameter(parameters: dict, task: str):
+    """None (model default), a float, or a per-layer list (qa's `thresholds`, read by /qa's own parser)."""
+    if task == "qa" and parameters.get("thresholds") is not None:
+        return parse_thresholds(str(parameters["thresholds"]))
+    thr = parameters.get("threshold")
+    if thr is None:
+        return None
+    if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not 0.0 <= thr <= 1.0:  # NaN fails too
+        raise OipError(f"parameter threshold={thr!r}: expected a number in [0, 1]")
+    return float(thr)
 
 
 def task_body(task: str, values: dict[str, list[str]]):

@@ -177,25 +177,6 @@ def input_strings(request: InferRequest, binary: bytes, names: list[str]) -> dic
     return values
 
 
-def threshold_parameter(parameters: dict, task: str):
-    """None (model default), a float, or a per-layer list (qa's `thresholds`)."""
-    if task == "qa" and parameters.get("thresholds") is not None:
-        raw = parameters["thresholds"]
-        try:
-            values = [float(v) for v in str(raw).split(",")]
-        except ValueError:
-            raise OipError(f"parameter thresholds={raw!r}: expected numbers separated by commas") from None
-        if not all(0.0 <= v <= 1.0 for v in values):
-            raise OipError(f"parameter thresholds={raw!r}: every value must be in [0, 1]")
-        return values
-    thr = parameters.get("threshold")
-    if thr is None:
-        return None
-    if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not 0.0 <= thr <= 1.0:  # NaN fails too
-        raise OipError(f"parameter threshold={thr!r}: expected a number in [0, 1]")
-    return float(thr)
-
-
 def wanted_outputs(request: InferRequest, task: str) -> list[tuple[Tensor, bool]]:
     """(tensor, as binary) for each output to return: the requested ones, else all of them."""
     specs = {t.name: t for t in TENSORS[task][1]}
