@@ -22,6 +22,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -126,6 +127,7 @@ def main(argv=None):
         proxy.stop()
         for s in servers.values():
             s.stop()
+        shutil.rmtree(tmp, ignore_errors=True)  # bodies, model links, Ray's session files
 
     table = {c: {w: {"rps": statistics.median(f["rps"] for f in v),
                      "p50_ms": statistics.median(f["p50_us"] for f in v) / 1000,
