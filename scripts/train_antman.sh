@@ -6,7 +6,9 @@
 #      <ds>-antman-2x / -5x / -10x (LGP-Shuffle g = 2, 5, 10 on both products) and <ds>-antman-skim
 #      (the big cell LGP-Shuffle g=5, small cell and decision layer as the Skim-LSTM).
 #
-#   scripts/train_antman.sh DATASET OUT_DIR [DATA_DIR]
+#   scripts/train_antman.sh DATASET OUT_DIR [DATA_DIR | IDS_FILE.xz]
+# An .xz third argument is a training/encoded_splits.py file (token ids; what a GPU run carries); without a
+# test split in it, set NO_TEST=1 (no results/*.json; test accuracy comes from training/evaluate.py).
 # OUT_DIR receives the artifacts (the base model is linked in beside them, as artifacts find their base),
 # probes/*.json (the converged single-loss values), results/*.json (torch test accuracy after dev selection)
 # and logs/. Time budgets (seconds per run, data loading included): TEACHER_S, PROBE_S, STUDENT_S.
@@ -15,6 +17,7 @@ set -euo pipefail
 ds=$1
 out=$2
 data=${3:-../shared/data}
+if [[ $data == *.xz ]]; then src="--encoded $data"; else src="--data-dir $data"; fi
 PY=${PYTHON:-python}
 EXTRA=${EXTRA:-}
 mkdir -p "$out/probes" "$out/results" "$out/logs"
@@ -25,12 +28,12 @@ case $ds in
     common="--batch-size 64 --eval-every 200 --patience 3000 --ema 0.999"
     teacher_args="--dropout 0.5"
     skim="--d-small 20 --gamma 0.04 --min-skim 0.5 --read-warmup 1500 --hard-gumbel"
-    : "${TEACHER_S:=90}" "${PROBE_S:=80}" "${STUDENT_S:=240}" ;;
+    : "${TEACHER_S:=80}" "${PROBE_S:=70}" "${STUDENT_S:=220}" ;;
   imdb)
-    common="--batch-size 128 --max-len 400 --eval-every 100 --patience 1500 --ema 0.998"
+    common="--batch-size 128 --max-len 64 --eval-every 100 --patience 1500 --ema 0.998"
     teacher_args="--dropout 0.5"
     skim="--d-small 10 --gamma 0.03 --min-skim 0.5 --read-warmup 600 --hard-gumbel"
-    : "${TEACHER_S:=110}" "${PROBE_S:=70}" "${STUDENT_S:=230}" ;;
+    : "${TEACHER_S:=90}" "${PROBE_S:=70}" "${STUDENT_S:=220}" ;;
   *) echo "unknown dataset $ds" >&2; exit 2 ;;
 esac
 
@@ -38,14 +41,16 @@ run() {  # run NAME_FOR_LOG ARGS...: one training run, its output in logs/NAME.l
   local log=$out/logs/$1.log
   shift
   # shellcheck disable=SC2086
-  $PY -m training.train_antman --dataset "$ds" --base "models/$ds-lstm" --data-dir "$data" --d 400 \
+  $PY -m training.train_antman --dataset "$ds" --base "models/$ds-lstm" $src --d 400 \
       $common "$@" $EXTRA >"$log" 2>&1 || { echo "FAILED: $log" >&2; tail -5 "$log" >&2; return 1; }
   tail -1 "$log"
 }
 
 teacher=$out/$ds-lstm-d400
+results() { [[ -n ${NO_TEST:-} ]] || echo "--results $out/results/$1.json"; }
+# shellcheck disable=SC2046
 run teacher --cell lstm --name "$ds-lstm-d400" --out-dir "$out" $teacher_args --time-budget "$TEACHER_S" \
-    --results "$out/results/$ds-lstm-d400.json"
+    $(results "$ds-lstm-d400")
 
 g10="--W-ih lgp-shuffle:10 --W-hh lgp-shuffle:10"
 pids=()
@@ -61,7 +66,7 @@ student() {  # student NAME ARGS...
   local name=$1
   shift
   run "$name" --teacher "$teacher" --probes "${probes[@]}" --name "$name" --out-dir "$out" \
-      --time-budget "$STUDENT_S" --results "$out/results/$name.json" "$@"
+      --time-budget "$STUDENT_S" $(results "$name") "$@"
 }
 pids=()
 for g in 2 5 10; do

@@ -313,3 +313,24 @@ class AntManSkimClassifier(SkimLSTMClassifier):
     def export_weights(self) -> dict:
         return {**self.big.export("rnn."), "rnn.Ws_ih": self.Ws_ih, "rnn.Ws_hh": self.Ws_hh, "rnn.bs": self.bs,
                 "rnn.Wd": self.Wd, "rnn.bd": self.bd, "head.W": self.head.weight, "head.b": self.head.bias}
+
+
+def from_artifact(artifact) -> nn.Module:
+    """The PyTorch model of a shipped antman-lstm / antman-skim-lstm artifact (its base's embedding merged
+    in), in eval mode: the training-side oracle the served model is tested against."""
+    m = artifact.manifest
+    w = {k: torch.tensor(v) for k, v in artifact.weights.items()}
+    ih, hh = m["compression"]["W_ih"], m["compression"]["W_hh"]
+    d, n_labels = m["sizes"]["hidden"], len(m["labels"])
+    if m["family"] == "antman-lstm":
+        model = AntManClassifier(w["embedding"], d, n_labels, ih, hh)
+    elif m["family"] == "antman-skim-lstm":
+        model = AntManSkimClassifier(w["embedding"], d, m["sizes"]["small_hidden"], n_labels, ih, hh)
+    else:
+        raise ValueError(f"{m['name']}: family {m['family']!r} is not an AntMan cell")
+    with torch.no_grad():
+        for k, v in model.export_weights().items():
+            if tuple(w[k].shape) != tuple(v.shape):
+                raise ValueError(f"{m['name']}: {k} has shape {tuple(w[k].shape)}, the model {tuple(v.shape)}")
+            v.copy_(w[k])
+    return model.eval()

@@ -189,6 +189,9 @@ def from_artifact(artifact) -> nn.Module:
     w = {k: torch.tensor(v) for k, v in artifact.weights.items()}
     sizes = artifact.manifest["sizes"]
     n_labels = len(artifact.manifest["labels"])
+    if artifact.manifest["family"].startswith("antman"):
+        from .antman import from_artifact as antman_from_artifact  # antman.py builds on this module
+        return antman_from_artifact(artifact)
     if artifact.manifest["family"] == "lstm":
         m = lstm_from_weights(w, w["embedding"], n_labels)
     else:

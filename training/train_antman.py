@@ -40,7 +40,7 @@ from service.flops import decision_flops, read_flops, skim_flops
 from service.manifest import new_manifest
 from service.tokenizer import TOKENIZER_NAME
 
-from . import data
+from . import data, encoded_splits
 from .antman import AntManClassifier, AntManSkimClassifier, parse_spec
 from .runlog import LOG_FILE, RunLog
 from .torch_models import LSTMClassifier, lstm_from_weights, skim_loss
@@ -105,6 +105,33 @@ def load_teacher(folder: str, emb: torch.Tensor, vocab: list[str]):
     return art, t.eval()
 
 
+def load_splits(args, base, index) -> tuple[dict, str]:
+    """Encoded train / dev / test: from the texts (train truncated to --max-len), or from an --encoded file
+    (training/encoded_splits.py) made with the base's vocabulary; test is read only when asked for."""
+    if args.encoded is None:
+        def test():
+            return encode(data.load(args.dataset, "test", args.data_dir, args.limit), index, 0)
+        enc = {"train": encode(data.load(args.dataset, "train", args.data_dir, args.limit), index, args.max_len),
+               "dev": encode(data.load(args.dataset, "dev", args.data_dir, args.limit), index, 0), "test": test}
+        return enc, f"../shared/data/{args.dataset}"
+    meta, enc = encoded_splits.read(args.encoded)
+    if meta["dataset"] != args.dataset or meta["vocab_sha256"] != base.manifest["files"]["vocab.txt"]:
+        raise SystemExit(f"--encoded {args.encoded}: {meta['dataset']} ids of {meta['base']}'s vocabulary, "
+                         f"not {args.dataset} ids of {base.manifest['name']}'s")
+    if args.max_len:
+        enc["train"] = [(ids[-args.max_len:], y) for ids, y in enc["train"]]
+    if args.limit:
+        enc = {k: v[:args.limit] for k, v in enc.items()}
+    if "test" not in enc:
+        def missing():
+            raise SystemExit(f"--results: {args.encoded} holds no test split")
+        enc["test"] = missing
+    note = (f"../shared/data/{args.dataset} as token ids ({Path(args.encoded).name}, training/encoded_splits.py, "
+            f"each text's last {meta['max_len']} tokens)" if meta["max_len"] else
+            f"../shared/data/{args.dataset} as token ids ({Path(args.encoded).name}, training/encoded_splits.py)")
+    return enc, note
+
+
 def build_model(args, emb_t: torch.Tensor):
     e = emb_t.shape[1]
     if args.cell == "lstm":
@@ -140,6 +167,8 @@ def main(argv=None):
     p.add_argument("--teacher", default=None, help="the dense teacher artifact (students)")
     p.add_argument("--out-dir", default="models")
     p.add_argument("--data-dir", default=None, help="default: $SKIMSERVE_DATA or ../shared/data")
+    p.add_argument("--encoded", default=None, help="read the splits as token ids from this file "
+                                                 "(training/encoded_splits.py) instead of the texts")
     p.add_argument("--d", type=int, default=400)
     p.add_argument("--W-ih", dest="W_ih", default="dense", help="module of W_ih x: dense, lgp-shuffle:G, "
                                                                "lgp-dense:G, lowrank-lgp:GI,GO,R")
@@ -184,14 +213,13 @@ def main(argv=None):
     torch.set_num_threads(1)
     run = RunLog("training.train_antman")
     log = run.log
-    train = data.load(args.dataset, "train", args.data_dir, args.limit)
-    dev = data.load(args.dataset, "dev", args.data_dir, args.limit)
     base = load_artifact(args.base)
     if base.manifest["training"]["dataset"] != args.dataset:
         raise SystemExit(f"--base {args.base} was trained on {base.manifest['training']['dataset']}, not {args.dataset}")
     vocab, emb = base.vocab, base.weights["embedding"]
     index = {w: i for i, w in enumerate(vocab)}
-    enc_train, enc_dev = encode(train, index, args.max_len), encode(dev, index, 0)
+    enc, data_note = load_splits(args, base, index)
+    enc_train, enc_dev = enc["train"], enc["dev"]
     emb_t = torch.tensor(emb)
     device = torch.device(args.device)
     teacher_art, teacher = load_teacher(args.teacher, emb_t, vocab) if args.teacher else (None, None)
@@ -224,7 +252,7 @@ def main(argv=None):
     opt = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
     ema = WeightAverage(model, args.ema, warmup=True) if args.ema else None  # warmup: early averages follow the weights
     skims = args.cell == "antman-skim-lstm"
-    log({"event": "start", "args": vars(args), "train": len(train), "dev": len(dev), "coefficients": coef,
+    log({"event": "start", "args": vars(args), "train": len(enc_train), "dev": len(enc_dev), "coefficients": coef,
          "read_flops": read_cost, "teacher_read_flops": read_flops(emb.shape[1], args.d),
          "parameters": sum(q.numel() for q in params)})
     run.stop_on_sigterm()
@@ -302,8 +330,8 @@ def main(argv=None):
     e = emb.shape[1]
     cost = cost_record(args, e, read_cost, dev_skim)
     if args.results:
-        test = data.load(args.dataset, "test", args.data_dir, args.limit)
-        acc, skim = evaluate(model, encode(test, index, 0), device, batch_size=512)
+        test = enc["test"]() if callable(enc["test"]) else enc["test"]
+        acc, skim = evaluate(model, test, device, batch_size=512)
         res = {"name": args.name, "dataset": args.dataset, "cell": args.cell, "test_accuracy": acc,
                "test_skim_rate": skim, "test_examples": len(test), "dev_accuracy": dev_acc, "dev_skim_rate": dev_skim,
                **cost_record(args, e, read_cost, skim), "teacher": teacher_art.manifest["name"] if teacher_art else None,
@@ -330,8 +358,8 @@ def main(argv=None):
         base={"name": base.manifest["name"], "version": base.manifest.get("version"),
               "files": {f: base.manifest["files"][f] for f in ("weights.npz", "vocab.txt")}},
         **extra,
-        training={"command": run.command(argv), "dataset": args.dataset, "data": f"../shared/data/{args.dataset}",
-                  "splits": {"train": len(train), "dev": len(dev)}, "split_seed": data.SPLIT_SEED,
+        training={"command": run.command(argv), "dataset": args.dataset, "data": data_note,
+                  "splits": {"train": len(enc_train), "dev": len(enc_dev)}, "split_seed": data.SPLIT_SEED,
                   "hyperparameters": {k: v for k, v in vars(args).items()
                                       if k not in ("name", "out_dir", "device", "results")},
                   "embeddings": f"the base model {base.manifest['name']}'s rows, frozen",
