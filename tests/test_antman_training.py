@@ -201,3 +201,15 @@ def test_served_model_computes_what_torch_computes(recipe, name):
             assert np.max(np.abs(logits - t_logits[0].numpy())) <= 1e-4, (name, thr, text)
             if served.layer.skims:
                 assert np.array_equal(out.skim, aux[1][0].numpy().astype(bool)), (name, thr, text)
+
+
+def test_report_counts_the_flops_the_training_run_recorded(recipe):
+    """training/antman_report.py's per-token FLOPs (from the manifest) equal those train_antman.py recorded."""
+    from training.antman_report import per_token_flops
+
+    m = load_artifact(recipe / "s-10x").manifest
+    assert per_token_flops(m, 0.0) == (m["training"]["recurrent_flops"]["read_flops"],) * 2
+    sk = load_artifact(recipe / "s-skim").manifest
+    rec = sk["training"]["recurrent_flops"]
+    read, per_token = per_token_flops(sk, sk["training"]["dev_skim_rate"])
+    assert read == rec["read_flops"] and round(per_token, 1) == rec["per_token_flops"]
