@@ -41,7 +41,7 @@ from service.manifest import new_manifest
 from service.tokenizer import TOKENIZER_NAME
 
 from . import data, encoded_splits
-from .antman import AntManClassifier, AntManSkimClassifier, parse_spec
+from .antman import AntManClassifier, AntManSkimClassifier, from_artifact, parse_spec
 from .runlog import LOG_FILE, RunLog
 from .torch_models import LSTMClassifier, lstm_from_weights, skim_loss
 from .train import WeightAverage, base_record, batches, encode, evaluate, tau_at
@@ -144,7 +144,21 @@ def build_model(args, emb_t: torch.Tensor):
         return m, m.rnn.read_cost()
     m = AntManSkimClassifier(emb_t, args.d, args.d_small, 2, ih, hh, args.dropout, args.emb_dropout)
     m.hard_gumbel = args.hard_gumbel
+    if args.init_from:
+        init_big_cell(m, args.init_from)
     return m, m.big.read_cost()
+
+
+def init_big_cell(model, folder: str) -> None:
+    """Start an AntMan+skim student's big cell and head from a trained antman-lstm student of the same
+    compression (as train.py --init-from starts a Skim-LSTM from an LSTM): only the small cell and the
+    decision layer start fresh."""
+    src = from_artifact(load_artifact(folder))
+    if src.rnn.compression() != model.big.compression():
+        raise SystemExit(f"--init-from {folder}: compression {src.rnn.compression()}, this student "
+                         f"{model.big.compression()}")
+    model.big.load_state_dict(src.rnn.state_dict())
+    model.head.load_state_dict(src.head.state_dict())
 
 
 def cost_record(args, e: int, read_cost: int, skim_rate: float) -> dict:
@@ -178,6 +192,8 @@ def main(argv=None):
     p.add_argument("--probes", nargs="+", default=None, help="the three --probe-out files of the coefficient rule")
     p.add_argument("--coefficients", default=None, help="C_target,C_mse,C_kl given directly (instead of --probes)")
     p.add_argument("--probe-out", default=None, help="probe run: write the converged dev losses here, no artifact")
+    p.add_argument("--init-from", default=None, help="antman-skim-lstm: start the big cell and head from this "
+                                                   "antman-lstm student (same compression)")
     p.add_argument("--d-small", type=int, default=10)
     p.add_argument("--gamma", type=float, default=0.02)
     p.add_argument("--tau-rate", type=float, default=1e-4)
