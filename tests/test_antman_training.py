@@ -213,3 +213,21 @@ def test_report_counts_the_flops_the_training_run_recorded(recipe):
     rec = sk["training"]["recurrent_flops"]
     read, per_token = per_token_flops(sk, sk["training"]["dev_skim_rate"])
     assert read == rec["read_flops"] and round(per_token, 1) == rec["per_token_flops"]
+
+
+def test_skim_student_starts_from_a_trained_student(recipe):
+    """--init-from copies the big cell and head of an antman-lstm student of the same compression (lr 0: the
+    exported big cell is the source's); another compression is refused."""
+    from training import train_antman
+
+    common = ["--dataset", "sst2", "--base", str(recipe / "sst2-lstm"), "--out-dir", str(recipe), "--limit", "40",
+              "--eval-every", "1", "--batch-size", "16", "--device", "cpu", "--d", "20", "--max-steps", "1",
+              "--cell", "antman-skim-lstm", "--teacher", str(recipe / "t-d20"), "--coefficients", "1,0,0",
+              "--d-small", "4", "--init-from", str(recipe / "s-10x")]
+    train_antman.main([*common, "--W-ih", "lgp-shuffle:10", "--W-hh", "lgp-shuffle:10", "--lr", "0",
+                       "--name", "s-init"])
+    a, b = np.load(recipe / "s-init" / "weights.npz"), np.load(recipe / "s-10x" / "weights.npz")
+    for k in ("rnn.W_ih.blocks", "rnn.W_hh.blocks", "rnn.b", "head.W", "head.b"):
+        np.testing.assert_array_equal(a[k], b[k])
+    with pytest.raises(SystemExit, match="compression"):
+        train_antman.main([*common, "--W-ih", "lgp-shuffle:5", "--W-hh", "lgp-shuffle:10", "--name", "s-bad"])
