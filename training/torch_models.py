@@ -70,7 +70,7 @@ class SkimLSTMClassifier(nn.Module):
         d, ds = self.d, self.ds
         x = self.emb_drop(self.embedding(ids))
         e = x.shape[-1]
-        xb = x @ self.W_ih.t() + self.b          # input parts for all steps at once (training only)
+        xb = self.big_input(x)                   # input parts for all steps at once
         xs = x @ self.Ws_ih.t() + self.bs
         xd = x @ self.Wd[:, :e].t() + self.bd
         Wd_h = self.Wd[:, e:]
@@ -81,7 +81,7 @@ class SkimLSTMClassifier(nn.Module):
         for t in range(T):
             z = xd[:, t] + h @ Wd_h.t()
             logp = F.log_softmax(z, dim=-1)
-            h_r, c_r = lstm_cell(xb[:, t] + h @ self.W_hh.t(), c)
+            h_r, c_r = lstm_cell(xb[:, t] + self.big_recurrent(h), c)
             h_s, c_s = lstm_cell(xs[:, t] + h @ self.Ws_hh.t(), c[:, :ds])
             h_s = torch.cat([h_s, h[:, ds:]], dim=1)
             c_s = torch.cat([c_s, c[:, ds:]], dim=1)
@@ -99,6 +99,13 @@ class SkimLSTMClassifier(nn.Module):
             logps.append(logp)
         logits = self.head(self.drop(h))
         return logits, (torch.stack(logps, 1), torch.stack(skims, 1) if skims else None, valid)
+
+    def big_input(self, x):
+        """The big cell's input products W_ih x + b (subclasses replace the product: training/antman.py)."""
+        return x @ self.W_ih.t() + self.b
+
+    def big_recurrent(self, h):
+        return h @ self.W_hh.t()
 
     def _forward_train_fast(self, ids, lengths, tau: float, gumbel: torch.Tensor | None = None):
         """Training forward, the same function as the reference loop below (soft Gumbel-softmax mixture),
@@ -182,6 +189,9 @@ def from_artifact(artifact) -> nn.Module:
     w = {k: torch.tensor(v) for k, v in artifact.weights.items()}
     sizes = artifact.manifest["sizes"]
     n_labels = len(artifact.manifest["labels"])
+    if artifact.manifest["family"].startswith("antman"):
+        from .antman import from_artifact as antman_from_artifact  # antman.py builds on this module
+        return antman_from_artifact(artifact)
     if artifact.manifest["family"] == "lstm":
         m = lstm_from_weights(w, w["embedding"], n_labels)
     else:
