@@ -24,7 +24,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 COPY --from=build /wheels /wheels
 # The C kernel is an optional extension: fail the image build, not the latency, if it did not compile.
 RUN pip install /wheels/*.whl && rm -rf /wheels \
-    && python -c "import service.engine._skimkernel, service._tokenscan" \
+    && python -c "import service.engine._skimkernel, service.engine._antmankernel, service._tokenscan" \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin skimserve
 WORKDIR /app
 # Models belong to root and are read-only for the server user: the checksums are verified at startup anyway.

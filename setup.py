@@ -16,13 +16,17 @@ else:
 
 setup(
     ext_modules=[
+        # the AntMan layers' kernel (service/engine/fast_antman.py; the reference runs them without it)
+        Extension("service.engine._antmankernel", sources=["service/engine/_antmankernel.c"],
+                  depends=["service/engine/_sk_simd.h"], extra_compile_args=_flags, optional=True),
         Extension(
             "service.engine._skimkernel",
             sources=["service/engine/_skimkernel.c"],
+            depends=["service/engine/_sk_simd.h"],
             extra_compile_args=_flags,
             optional=True,
         ),
-        # the tokenizer's ASCII scanner (service/tokenizer.py falls back to its regex without it)
+        # the tokenizer's scanner, vocabulary table and row gather (service/tokenizer.py falls back to its regex and numpy)
         Extension("service._tokenscan", sources=["service/_tokenscan.c"], extra_compile_args=_flags, optional=True),
     ]
 )

@@ -225,7 +225,15 @@ def overview() -> dict:
     L.add(timeseries("Queue depth and in-flight requests", [
         (f'sum by (instance) (skimserve_queue_depth{{{INST}}})', "queue {{instance}}"),
         (f'sum by (instance) (skimserve_inflight_requests{{{INST}}})', "in-flight {{instance}}")],
-        unit="short", min_=0), w=24)
+        unit="short", min_=0), w=12)
+    L.add(timeseries("Latency objective: load level and load-lowered share", [
+        (f'max by (instance) (skimserve_load_level{{{INST}}})', "steps below default {{instance}}"),
+        (f'1 - sum by (model) (rate(skimserve_threshold_source_total{{source!="load", {SEL}}}[{RI}])) / '
+         f'clamp_min(sum by (model) (rate(skimserve_threshold_source_total{{{SEL}}}[{RI}])), 1e-9)',
+         "load-lowered share {{model}}")], unit="short", min_=0,
+        description="--latency-objective-ms: how many curve steps below its default the controller has moved "
+                    "requests that set no threshold, and the share of requests it lowered (0 when the mode is "
+                    "off). The applied threshold itself: the threshold panels above."), w=12)
     L.row("Model comparison")
     L.add(table("Models side by side (last 5 minutes)", [
         (f'sum by (model) (rate({REQ}_count{{{SEL}}}[5m]))', "req/s"),

@@ -4,6 +4,8 @@ Users
   ShortTextUser  POST /classify with short SST-2-like sentences (SST-2 test split)
   LongTextUser   POST /classify with long IMDb-like reviews (IMDb test split)
   QAUser         POST /qa with SQuAD v1.1 questions and their contexts (squad/test.json: 1,080 questions)
+  OverloadUser   the overload scenario (loadtest/overload.py): labelled IMDb reviews and SST-2 sentences, no
+                 threshold sent (the server's choice), a fixed rate per user; only with SKIMSERVE_TASKS=overload
 Texts come from the test splits via training.data (data dir: $SKIMSERVE_DATA, else ../shared/data);
 if the data is missing, a small built-in text list is used (and said so on stderr).
 
@@ -16,6 +18,10 @@ Environment
   SKIMSERVE_SHORT_MODEL / SKIMSERVE_LONG_MODEL / SKIMSERVE_QA_MODEL   per-task override
   SKIMSERVE_TEXTS        texts sampled per task (default 400), seeded
   SKIMSERVE_WAIT         seconds between a user's requests (default 0: closed loop)
+  SKIMSERVE_USER_RATE    OverloadUser: requests/s per user (constant throughput; 0 = closed loop)
+  SKIMSERVE_LONG_SHARE   OverloadUser: share of requests that are IMDb reviews (default 0.5), the rest SST-2
+  SKIMSERVE_OVERLOAD_THRESHOLD   OverloadUser: send this threshold (capacity at a fixed threshold); unset: none
+  SKIMSERVE_BATCH        OverloadUser: texts per request (default 1: {"text"}; more: {"texts": [...]}, one kind)
 
 Request names are "/classify short t=0.5", "/qa qa t=0.5" etc., so Locust's statistics (and its CSVs) are
 per task and threshold. With --csv PREFIX the run also writes PREFIX_skim.csv: per task/threshold, the
@@ -33,10 +39,12 @@ import os
 import random
 import sys
 import threading
+import time
 from collections import defaultdict
 from pathlib import Path
 
-from locust import HttpUser, between, constant, events, task
+from locust import HttpUser, between, constant, constant_throughput, events, task
+from locust.contrib.fasthttp import FastHttpUser
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -268,4 +276,97 @@ class QAUser(_SkimUser):
         self._post("/qa", dict(self.rng.choice(self._texts)))
 
 
-__all__ = ["ShortTextUser", "LongTextUser", "QAUser", "between"]
+def load_labelled(kind: str, n: int = N_TEXTS) -> list[tuple[str, int]]:
+    """(text, label index) from the test splits: 'short' = SST-2, 'long' = IMDb (training.data's layout)."""
+    root = _data_root()
+    if kind == "short":
+        with open(root / "sst2" / "test.txt", encoding="utf-8") as f:
+            rows = [(line.rstrip("\n").split(" ", 1)[1], int(line.split(" ", 1)[0])) for line in f if line.strip()]
+    else:
+        with gzip.open(root / "imdb" / "test.jsonl.gz", "rt", encoding="utf-8") as f:
+            rows = [(d["text"], int(d["label"])) for d in map(json.loads, f)]
+    return _sample(rows, n)
+
+
+class RequestLog:
+    """One row per OverloadUser request: when, which kind, status, client latency, what the server applied
+    (threshold, threshold_source) and whether the label was right. Written to PREFIX_requests.csv."""
+
+    FIELDS = ("t", "kind", "model", "status", "latency_ms", "threshold", "source", "texts", "correct")
+
+    def __init__(self):
+        self.lock, self.rows = threading.Lock(), []
+
+    def add(self, row: tuple):
+        with self.lock:
+            self.rows.append(row)
+
+    def write(self, path: str | Path):
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(self.FIELDS)
+            w.writerows(self.rows)
+
+
+REQUEST_LOG = RequestLog()
+USER_RATE = float(os.environ.get("SKIMSERVE_USER_RATE", "0"))
+LONG_SHARE = float(os.environ.get("SKIMSERVE_LONG_SHARE", "0.5"))
+FIXED_THRESHOLD = os.environ.get("SKIMSERVE_OVERLOAD_THRESHOLD") or None
+BATCH = int(os.environ.get("SKIMSERVE_BATCH", "1"))
+
+
+@events.quitting.add_listener
+def _write_request_log(environment, **_kw):
+    prefix = getattr(environment.parsed_options, "csv_prefix", None) if environment.parsed_options else None
+    if prefix and REQUEST_LOG.rows:
+        REQUEST_LOG.write(f"{prefix}_requests.csv")
+
+
+class OverloadUser(FastHttpUser):
+    """Labelled IMDb reviews (share SKIMSERVE_LONG_SHARE) and SST-2 sentences to POST /classify with no
+    threshold: the server applies its default, or in latency-objective mode a lower one under load. At
+    SKIMSERVE_USER_RATE requests/s per user, so the offered load is users x rate while latency stays under
+    1/rate (loadtest/overload.py sizes the users so)."""
+    abstract = "overload" not in TASKS
+    wait_time = constant_throughput(USER_RATE) if USER_RATE else constant(0)
+    _texts: dict = {}
+    _labels: dict = {}
+    _labels_lock = threading.Lock()  # gevent-patched: a cooperative lock
+
+    def on_start(self):
+        cls = type(self)
+        if not cls._texts:
+            cls._texts = {"long": load_labelled("long"), "short": load_labelled("short")}
+        self.rng = random.Random(id(self))
+        self.models = {k: task_model(k) for k in ("long", "short")}
+        if USER_RATE:  # a random phase: users started together would otherwise fire in bursts, in step
+            time.sleep(self.rng.uniform(0, 1 / USER_RATE))  # gevent-patched: yields to the other users
+        with cls._labels_lock:  # one GET per model, not one per user
+            for name in self.models.values():
+                if name and name not in cls._labels:
+                    cls._labels[name] = self.client.get(f"/models/{name}", name="/models/{name}").json()["labels"]
+
+    @task
+    def classify(self):
+        kind = "long" if self.rng.random() < LONG_SHARE else "short"
+        picked = [self.rng.choice(self._texts[kind]) for _ in range(BATCH)]
+        body = {"text": picked[0][0]} if BATCH == 1 else {"texts": [t for t, _ in picked]}
+        model = self.models[kind]
+        query = "&".join(f"{k}={v}" for k, v in (("model", model), ("threshold", FIXED_THRESHOLD)) if v)
+        t0 = time.time()
+        with self.client.post("/classify" + (f"?{query}" if query else ""), json=body,
+                              name=f"/classify overload {kind}", catch_response=True) as r:
+            latency = 1000 * (time.time() - t0)
+            if r.status_code != 200:
+                r.failure(f"HTTP {r.status_code}")
+                REQUEST_LOG.add((t0, kind, model, r.status_code, latency, "", "", BATCH, ""))
+                return
+            d = r.json()
+            labels = self._labels.get(model) or []
+            answers = [x["label"] for x in d["results"]] if "results" in d else [d["label"]]
+            correct = sum(bool(labels) and a == labels[y] for a, (_, y) in zip(answers, picked))
+            REQUEST_LOG.add((t0, kind, model, 200, latency, d["threshold"], d.get("threshold_source", ""), BATCH,
+                             correct))
+
+
+__all__ = ["ShortTextUser", "LongTextUser", "QAUser", "OverloadUser", "between"]

@@ -1,4 +1,4 @@
-/* The tokenizer's regex (service/tokenizer.py, _TOKEN_RE) as a one-pass scanner, for ASCII text only.
+/* The tokenizer's regex (service/tokenizer.py, _TOKEN_RE) as a one-pass scanner.
  *
  * On ASCII input Python's `re` classes are simple ("\w" = [A-Za-z0-9_], "\s" = the characters for which
  * str.isspace() is true: \t \n \v \f \r \x1c-\x1f and space), so each alternative of the pattern can be
@@ -13,13 +13,14 @@
  *   6    \.\.\.
  *   7    [^\w\s]
  * Matching is case-insensitive; tokens come out lower-cased, with their [start, end) offsets (ASCII: the
- * lower-cased text has the same offsets). Non-ASCII text never reaches this file: tokenizer.py keeps
- * the regex for it. tests/test_tokenizer_fast.py checks this scanner against the regex token for token
+ * lower-cased text has the same offsets). Other text is folded to one byte per character first
+ * (fold_unicode) and runs through the same machine. tests/test_tokenizer_fast.py checks this scanner against the regex token for token
  * on every text of every shipped dataset and on generated strings of the tricky characters.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <string.h>
 
 static unsigned char is_word[128], is_space[128];
 
@@ -46,50 +47,12 @@ static Py_ssize_t suffix_len(const unsigned char *s, Py_ssize_t n, Py_ssize_t i)
     return (len && BOUNDARY(i + len)) ? len : 0;
 }
 
-/* spans: int32 (start, end) pairs, at most one token per character */
-static int emit(PyObject *words, int32_t *spans, Py_ssize_t *count, const unsigned char *s, Py_ssize_t a,
-                Py_ssize_t b) {
-    PyObject *w = PyUnicode_FromStringAndSize((const char *)s + a, b - a);
-    if (!w) return -1;
-    int rc = PyList_Append(words, w);
-    Py_DECREF(w);
-    spans[2 * *count] = (int32_t)a;
-    spans[2 * *count + 1] = (int32_t)b;
-    ++*count;
-    return rc;
-}
+/* The pattern's alternatives over s[0:n] (lower-cased ASCII, or the folded form of other text, see
+ * fold_unicode): appends int32 (start, end) pairs to spans (room for one token per character). */
+#define EMIT(a, b) do { spans[2 * count] = (int32_t)(a); spans[2 * count + 1] = (int32_t)(b); count++; } while (0)
 
-/* scan(text) -> (words, spans): spans = bytes of int32 (start, end) pairs; text must be ASCII (ValueError
- * otherwise) and shorter than 2**31 characters. */
-static PyObject *scan(PyObject *self, PyObject *args) {
-    PyObject *text;
-    if (!PyArg_ParseTuple(args, "U", &text)) return NULL;
-    if (!PyUnicode_IS_ASCII(text)) {
-        PyErr_SetString(PyExc_ValueError, "scan: text is not ASCII");
-        return NULL;
-    }
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
-    const unsigned char *src = PyUnicode_1BYTE_DATA(text);
-    if (n > INT32_MAX) {
-        PyErr_SetString(PyExc_ValueError, "scan: text too long");
-        return NULL;
-    }
-    unsigned char *s = PyMem_Malloc(n ? (size_t)n : 1);
-    int32_t *spans = PyMem_Malloc(2 * sizeof(int32_t) * (size_t)(n ? n : 1));
-    Py_ssize_t count = 0;
-    if (!s || !spans) {
-        PyMem_Free(s);
-        PyMem_Free(spans);
-        return PyErr_NoMemory();
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        unsigned char c = src[i];
-        s[i] = (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
-    }
-    PyObject *words = PyList_New(0);
-    if (!words) goto fail;
-
-    Py_ssize_t p = 0;
+static Py_ssize_t machine(const unsigned char *s, Py_ssize_t n, int32_t *spans) {
+    Py_ssize_t count = 0, p = 0;
     while (p < n) {
         unsigned char c = s[p];
         if (c == '<' && AT(p + 1, 'b') && AT(p + 2, 'r')) {   /* br: <br\s*\/?> */
@@ -103,19 +66,19 @@ static PyObject *scan(PyObject *self, PyObject *args) {
             while (W(q)) q++;
             /* 1: the run ends "...n" followed by 't and \b, and "n" is not the whole run */
             if (q - 1 > p && s[q - 1] == 'n' && AT(q, '\'') && AT(q + 1, 't') && BOUNDARY(q + 2)) {
-                if (emit(words, spans, &count, s, p, q - 1) < 0) goto fail;
+                EMIT(p, q - 1);
                 p = q - 1;
                 continue;
             }
             /* 2: n't\b here */
             if (c == 'n' && AT(p + 1, '\'') && AT(p + 2, 't') && BOUNDARY(p + 3)) {
-                if (emit(words, spans, &count, s, p, p + 3) < 0) goto fail;
+                EMIT(p, p + 3);
                 p += 3;
                 continue;
             }
             /* 3: the run followed by a contraction suffix */
             if (AT(q, '\'') && suffix_len(s, n, q + 1)) {
-                if (emit(words, spans, &count, s, p, q) < 0) goto fail;
+                EMIT(p, q);
                 p = q;
                 continue;
             }
@@ -124,7 +87,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
                 q += 1;
                 while (W(q)) q++;
             }
-            if (emit(words, spans, &count, s, p, q) < 0) goto fail;
+            EMIT(p, q);
             p = q;
             continue;
         }
@@ -136,29 +99,104 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         } else if (c == '.' && AT(p + 1, '.') && AT(p + 2, '.')) {
             len = 3;                      /* 6 */
         }
-        if (emit(words, spans, &count, s, p, p + len) < 0) goto fail;
+        EMIT(p, p + len);
         p += len;
     }
-    PyMem_Free(s);
-    PyObject *packed = PyBytes_FromStringAndSize((const char *)spans, (Py_ssize_t)(2 * sizeof(int32_t) * count));
-    PyMem_Free(spans);
-    if (!packed) {
-        Py_DECREF(words);
-        return NULL;
+    return count;
+}
+
+/* Text beyond ASCII, folded to one byte per character so that `machine` decides on it exactly as `re`
+ * (Unicode, IGNORECASE) decides on the text: what the pattern asks of a character is only whether it is
+ * a word character (str.isalnum() or "_"), whitespace (str.isspace()), or one of the pattern's literals
+ * matched case-insensitively (re folds with the simple lower-case mapping, and adds U+017F LONG S to "s").
+ * So: ASCII lower-cased; a non-ASCII character whose lower case is an ASCII letter -> that letter (only
+ * letters matter: the others are plain word characters either way); U+017F -> 's'; other word characters
+ * -> 'x' (a word character that is no literal); whitespace -> ' '; anything else -> '#' (a symbol that is
+ * no literal). tests/test_tokenizer_fast.py checks every code point against the regex. */
+static void fold_unicode(const Py_UCS4 *u, Py_ssize_t n, unsigned char *s) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = u[i];
+        if (c < 128) {
+            s[i] = (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : (unsigned char)c;
+        } else if (c == 0x17F) {
+            s[i] = 's';
+        } else if (Py_UNICODE_ISALNUM(c)) {
+            Py_UCS4 low = Py_UNICODE_TOLOWER(c);
+            s[i] = (low >= 'a' && low <= 'z') ? (unsigned char)low : 'x';
+        } else if (Py_UNICODE_ISSPACE(c)) {
+            s[i] = ' ';
+        } else {
+            s[i] = '#';
+        }
     }
+}
+
+static PyObject *pack(PyObject *words, int32_t *spans, Py_ssize_t count) {
+    PyObject *packed = PyBytes_FromStringAndSize((const char *)spans, (Py_ssize_t)(2 * sizeof(int32_t) * count));
+    if (!packed) return NULL;
     PyObject *out = PyTuple_Pack(2, words, packed);
-    Py_DECREF(words);
     Py_DECREF(packed);
     return out;
-fail:
+}
+
+/* scan(text) -> (words, spans): spans = bytes of int32 (start, end) pairs into text; words = each token
+ * lower-cased (ASCII: from the lowered copy; other text: str.lower() of the slice, as the regex path does).
+ * text must be shorter than 2**31 characters. Non-ASCII text must be NFC already (tokenizer.py does it). */
+static PyObject *scan(PyObject *self, PyObject *args) {
+    PyObject *text;
+    if (!PyArg_ParseTuple(args, "U", &text)) return NULL;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    if (n > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "scan: text too long");
+        return NULL;
+    }
+    int ascii = PyUnicode_IS_ASCII(text);
+    unsigned char *s = PyMem_Malloc(n ? (size_t)n : 1);
+    int32_t *spans = PyMem_Malloc(2 * sizeof(int32_t) * (size_t)(n ? n : 1));
+    Py_UCS4 *u = NULL;
+    PyObject *words = NULL, *out = NULL;
+    if (!s || !spans) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (ascii) {
+        const unsigned char *src = PyUnicode_1BYTE_DATA(text);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            unsigned char c = src[i];
+            s[i] = (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
+        }
+    } else {
+        u = PyUnicode_AsUCS4Copy(text);
+        if (!u) goto done;
+        fold_unicode(u, n, s);
+    }
+    Py_ssize_t count = machine(s, n, spans);
+    words = PyList_New(count);
+    if (!words) goto done;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        Py_ssize_t a = spans[2 * k], b = spans[2 * k + 1];
+        PyObject *w;
+        if (ascii) {
+            w = PyUnicode_FromStringAndSize((const char *)s + a, b - a);
+        } else {
+            PyObject *slice = PyUnicode_Substring(text, a, b);
+            w = slice ? PyObject_CallMethod(slice, "lower", NULL) : NULL;
+            Py_XDECREF(slice);
+        }
+        if (!w) goto done;
+        PyList_SET_ITEM(words, k, w);
+    }
+    out = pack(words, spans, count);
+done:
     PyMem_Free(s);
     PyMem_Free(spans);
+    PyMem_Free(u);
     Py_XDECREF(words);
-    return NULL;
+    return out;
 }
 
 /* ids(words, index, unk) -> bytes of int64: index[w] for each word of the list, unk where it has none.
- * The vocabulary lookup of every request, without a Python-level loop (service/families/base.py). */
+ * The dict lookup for word lists (the fallback of scan_ids, and lists built elsewhere). */
 static PyObject *ids(PyObject *self, PyObject *args) {
     PyObject *words, *index;
     long long unk;
@@ -184,9 +222,233 @@ fail:
     return NULL;
 }
 
+/* A vocabulary as one compact bytes object (a few hundred KB for 35k words, against several MB of dict,
+ * entries and str objects scattered over the heap): what a request touches stays in cache. Layout:
+ *   uint32 magic, n_words, mask (slots - 1), pool bytes | uint32 slots[mask + 1] (0 empty, else id + 1)
+ *   | uint32 offsets[n_words + 1] into the pool | the words' UTF-8 bytes.
+ * Open addressing, FNV-1a over the UTF-8 bytes, linear probing. A word listed twice maps to its last id,
+ * as {w: i for i, w in enumerate(vocab)} does. */
+#define VOCAB_MAGIC 0x564b5353u  /* "SSKV" */
+
+static uint32_t fnv1a(const unsigned char *p, Py_ssize_t n) {
+    uint32_t h = 2166136261u;
+    for (Py_ssize_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
+typedef struct {
+    uint32_t n_words, mask;
+    const uint32_t *slots, *offsets;
+    const unsigned char *pool;
+} vocab_view;
+
+static int vocab_of(PyObject *table, vocab_view *v) {
+    if (!PyBytes_Check(table) || PyBytes_GET_SIZE(table) < 16) goto bad;
+    const uint32_t *h = (const uint32_t *)PyBytes_AS_STRING(table);
+    if (h[0] != VOCAB_MAGIC) goto bad;
+    v->n_words = h[1];
+    v->mask = h[2];
+    Py_ssize_t need = 16 + 4 * ((Py_ssize_t)v->mask + 1) + 4 * ((Py_ssize_t)v->n_words + 1) + (Py_ssize_t)h[3];
+    if (PyBytes_GET_SIZE(table) != need) goto bad;
+    v->slots = h + 4;
+    v->offsets = v->slots + v->mask + 1;
+    v->pool = (const unsigned char *)(v->offsets + v->n_words + 1);
+    return 0;
+bad:
+    PyErr_SetString(PyExc_ValueError, "not a vocabulary table (build it with vocab_table)");
+    return -1;
+}
+
+/* id of the word's bytes, or -1 */
+static long long vocab_find(const vocab_view *v, const unsigned char *w, Py_ssize_t n) {
+    uint32_t i = fnv1a(w, n) & v->mask;
+    for (;;) {
+        uint32_t slot = v->slots[i];
+        if (!slot) return -1;
+        uint32_t id = slot - 1, a = v->offsets[id], b = v->offsets[id + 1];
+        if ((Py_ssize_t)(b - a) == n && memcmp(v->pool + a, w, (size_t)n) == 0) return id;
+        i = (i + 1) & v->mask;
+    }
+}
+
+/* vocab_table(words) -> bytes (the layout above) */
+static PyObject *vocab_table(PyObject *self, PyObject *args) {
+    PyObject *words;
+    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &words)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(words), pool = 0;
+    if (n >= (Py_ssize_t)1 << 30) {
+        PyErr_SetString(PyExc_ValueError, "vocab_table: too many words");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t len;
+        if (!PyUnicode_Check(PyList_GET_ITEM(words, i))) {
+            PyErr_SetString(PyExc_TypeError, "vocab_table: words must be str");
+            return NULL;
+        }
+        if (!PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(words, i), &len)) return NULL;
+        pool += len;
+    }
+    if (pool > UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "vocab_table: words too long");
+        return NULL;
+    }
+    uint32_t cap = 16;
+    while (cap < 2 * (uint64_t)n + 1) cap <<= 1;
+    Py_ssize_t size = 16 + 4 * (Py_ssize_t)cap + 4 * (n + 1) + pool;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (!out) return NULL;
+    uint32_t *h = (uint32_t *)PyBytes_AS_STRING(out);
+    h[0] = VOCAB_MAGIC; h[1] = (uint32_t)n; h[2] = cap - 1; h[3] = (uint32_t)pool;
+    uint32_t *slots = h + 4, *offsets = slots + cap;
+    unsigned char *dst = (unsigned char *)(offsets + n + 1);
+    memset(slots, 0, 4 * (size_t)cap);
+    uint32_t at = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t len;
+        const char *w = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(words, i), &len);
+        offsets[i] = at;
+        memcpy(dst + at, w, (size_t)len);
+        at += (uint32_t)len;
+    }
+    offsets[n] = at;
+    vocab_view v = {(uint32_t)n, cap - 1, slots, offsets, dst};
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const unsigned char *w = dst + offsets[i];
+        Py_ssize_t len = offsets[i + 1] - offsets[i];
+        uint32_t k = fnv1a(w, len) & v.mask;
+        for (;;) {
+            uint32_t slot = slots[k];
+            if (!slot) { slots[k] = (uint32_t)i + 1; break; }
+            uint32_t id = slot - 1;
+            if (offsets[id + 1] - offsets[id] == (uint32_t)len && memcmp(dst + offsets[id], w, (size_t)len) == 0) {
+                slots[k] = (uint32_t)i + 1;  /* a repeated word: the last id wins */
+                break;
+            }
+            k = (k + 1) & v.mask;
+        }
+    }
+    return out;
+}
+
+/* scan_ids(text, table, unk) -> (ids, spans): the vocabulary ids (int64 bytes) and spans (int32 pairs) of
+ * text's tokens in one pass, no str object per token (ASCII: the lowered bytes are looked up directly;
+ * other text, NFC already: str.lower() of each token's slice, as the regex path, then its UTF-8). */
+static PyObject *scan_ids(PyObject *self, PyObject *args) {
+    PyObject *text, *table;
+    long long unk;
+    if (!PyArg_ParseTuple(args, "UOL", &text, &table, &unk)) return NULL;
+    vocab_view v;
+    if (vocab_of(table, &v) < 0) return NULL;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    if (n > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "scan_ids: text too long");
+        return NULL;
+    }
+    int ascii = PyUnicode_IS_ASCII(text);
+    unsigned char *s = PyMem_Malloc(n ? (size_t)n : 1);
+    int32_t *spans = PyMem_Malloc(2 * sizeof(int32_t) * (size_t)(n ? n : 1));
+    Py_UCS4 *u = NULL;
+    PyObject *idbytes = NULL, *packed = NULL, *out = NULL;
+    if (!s || !spans) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (ascii) {
+        const unsigned char *src = PyUnicode_1BYTE_DATA(text);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            unsigned char c = src[i];
+            s[i] = (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
+        }
+    } else {
+        u = PyUnicode_AsUCS4Copy(text);
+        if (!u) goto done;
+        fold_unicode(u, n, s);
+    }
+    Py_ssize_t count = machine(s, n, spans);
+    idbytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(int64_t) * count);
+    if (!idbytes) goto done;
+    int64_t *dst = (int64_t *)PyBytes_AS_STRING(idbytes);
+    for (Py_ssize_t k = 0; k < count; k++) {
+        Py_ssize_t a = spans[2 * k], b = spans[2 * k + 1];
+        long long id;
+        if (ascii) {
+            id = vocab_find(&v, s + a, b - a);
+        } else {
+            PyObject *slice = PyUnicode_Substring(text, a, b);
+            PyObject *w = slice ? PyObject_CallMethod(slice, "lower", NULL) : NULL;
+            Py_XDECREF(slice);
+            if (!w) goto done;
+            Py_ssize_t len;
+            const char *utf8 = PyUnicode_AsUTF8AndSize(w, &len);
+            id = utf8 ? vocab_find(&v, (const unsigned char *)utf8, len) : -1;
+            Py_DECREF(w);
+            if (!utf8) goto done;
+        }
+        dst[k] = id < 0 ? (int64_t)unk : (int64_t)id;
+    }
+    packed = PyBytes_FromStringAndSize((const char *)spans, (Py_ssize_t)(2 * sizeof(int32_t) * count));
+    if (packed) out = PyTuple_Pack(2, idbytes, packed);
+done:
+    PyMem_Free(s);
+    PyMem_Free(spans);
+    PyMem_Free(u);
+    Py_XDECREF(idbytes);
+    Py_XDECREF(packed);
+    return out;
+}
+
+/* gather(table, ids) -> bytearray: the rows ids[0], ids[1], ... of a C-contiguous float32 (rows, cols)
+ * table (any buffer), as one float32 (n, cols) block. The embedding lookup of a request: its rows are
+ * scattered over a table of MBs, mostly not in cache, so the loop prefetches rows a few ids ahead (a
+ * fancy index waits for each miss in turn). An id outside the table is an IndexError. */
+static PyObject *gather(PyObject *self, PyObject *args) {
+    PyObject *table_obj, *ids_obj;
+    Py_ssize_t cols;
+    if (!PyArg_ParseTuple(args, "OOn", &table_obj, &ids_obj, &cols)) return NULL;
+    Py_buffer tb, ib;
+    if (PyObject_GetBuffer(table_obj, &tb, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    if (PyObject_GetBuffer(ids_obj, &ib, PyBUF_C_CONTIGUOUS) < 0) {
+        PyBuffer_Release(&tb);
+        return NULL;
+    }
+    PyObject *out = NULL;
+    if (cols <= 0 || tb.len % (Py_ssize_t)(sizeof(float) * cols) || ib.len % (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "gather: table is not float32 rows of `cols`, or ids not int64");
+        goto done;
+    }
+    Py_ssize_t rows = tb.len / (Py_ssize_t)(sizeof(float) * cols), n = ib.len / (Py_ssize_t)sizeof(int64_t);
+    const float *t = (const float *)tb.buf;
+    const int64_t *id = (const int64_t *)ib.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (id[i] < 0 || id[i] >= rows) {
+            PyErr_Format(PyExc_IndexError, "gather: id %lld outside a table of %zd rows", (long long)id[i], rows);
+            goto done;
+        }
+    }
+    out = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)sizeof(float) * cols * n);
+    if (!out) goto done;
+    float *dst = (float *)PyByteArray_AS_STRING(out);
+    const Py_ssize_t ahead = 32, row_bytes = (Py_ssize_t)sizeof(float) * cols;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (i + ahead < n) {
+            const char *next = (const char *)(t + id[i + ahead] * cols);
+            for (Py_ssize_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(next + off);
+        }
+        memcpy(dst + i * cols, t + id[i] * cols, (size_t)row_bytes);
+    }
+done:
+    PyBuffer_Release(&tb);
+    PyBuffer_Release(&ib);
+    return out;
+}
+
 static PyMethodDef methods[] = {
-    {"scan", scan, METH_VARARGS, "scan(ascii_text) -> (lower-cased tokens, int32 (start, end) pairs as bytes)"},
+    {"scan", scan, METH_VARARGS, "scan(text) -> (lower-cased tokens, int32 (start, end) pairs as bytes)"},
     {"ids", ids, METH_VARARGS, "ids(words, index, unk) -> int64 ids as bytes (unk for words not in index)"},
+    {"vocab_table", vocab_table, METH_VARARGS, "vocab_table(words) -> bytes: a compact vocabulary for scan_ids"},
+    {"gather", gather, METH_VARARGS, "gather(float32 table, int64 ids, cols) -> bytearray of the rows"},
+    {"scan_ids", scan_ids, METH_VARARGS, "scan_ids(text, table, unk) -> (int64 ids bytes, int32 spans bytes)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -132,6 +132,16 @@ def load_base(folder: Path, spec: Manifest) -> tuple[Path, dict[str, np.ndarray]
     return base_dir, base.weights
 
 
+def merge_base(base: dict[str, np.ndarray], own: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Own weights win, also over a base tensor they store in another form: an AntMan student's
+    "rnn.W_ih.blocks" replaces its dense base's "rnn.W_ih" (else both would reach the layer), and an own
+    dense "K" replaces a base's "K.*"."""
+    def shadowed(k: str) -> bool:
+        return k in own or any(o.startswith(k + ".") or k.startswith(o + ".") for o in own)
+
+    return {**{k: v for k, v in base.items() if not shadowed(k)}, **own}
+
+
 def load_artifact(folder: Path | str) -> Artifact:
     folder = Path(folder)
     manifest = read_manifest(folder)
@@ -141,7 +151,7 @@ def load_artifact(folder: Path | str) -> Artifact:
     base_path = None
     if spec.base is not None:  # weights it does not hold come from the base model (by checksum)
         base_path, base_weights = load_base(folder, spec)
-        weights = {**base_weights, **weights}
+        weights = merge_base(base_weights, weights)
     vocab = read_vocab(folder, spec.sizes.get("vocab", -1))
     return Artifact(folder, manifest, weights, vocab, spec, base_path)
 

@@ -80,6 +80,12 @@ class Settings(BaseSettings):
                                   "pool; 0 = always the pool")
     fast_path: bool = Field(True, description="answer valid /classify and /qa requests in plain ASGI "
                             "(service/api/fast_path.py); false: every request through the FastAPI routes")
+    # --- latency objective (service/loadcontrol.py) ---
+    latency_objective_ms: float = Field(0.0, ge=0.0, description="latency objective, ms; > 0: under load, lower "
+                                        "the default threshold of requests that set none (along each model's "
+                                        "calibrated curve) to keep p99 within it; 0 = off")
+    min_threshold: float = Field(0.1, ge=0.0, le=1.0, description="the lowest threshold the latency objective "
+                                 "may apply")
     # --- kernels ---
     onnx_threads: int = Field(1, ge=1, description="ONNX Runtime intra-op threads per session (1: the "
                               "server parallelises across requests)")

@@ -4,7 +4,11 @@ One class (Manifest) read by the runtime and one builder (new_manifest) used by 
 and tests, so that every artifact states the same things the same way:
 - task: what the model answers (a registered task: 'classify', 'qa');
 - cell: the recurrent cell of its layers (a registered cell: 'lstm', 'skim-lstm', 'skip-lstm', ...);
-- layers: the recurrent layers in order, each with its weight prefix and direction.
+- layers: the recurrent layers in order, each with its weight prefix and direction;
+- compression (AntMan cells): how each of the big cell's products is compressed, e.g.
+  {"W_ih": {"module": "lgp-shuffle", "groups": 10}, "W_hh": {"module": "lowrank-lgp", "groups_in": 2,
+  "groups_out": 2, "rank": 2}}; with `teacher` (the dense teacher's model name) and `distillation`
+  (the loss coefficients) for model cards.
 
 Format 1 files written before the task/cell split say `family` for the cell and list no layers; they
 read unchanged (cell = family; a classifier's one layer is 'rnn', forward). Unknown keys (training
@@ -45,6 +49,35 @@ class BaseRef(BaseModel):
     files: dict[str, str] = Field(description="file name -> SHA-256 the base's files must have")
 
 
+MODULE_FIELDS = {"dense": (), "lgp-shuffle": ("groups",), "lgp-dense": ("groups",),
+                 "lowrank-lgp": ("groups_in", "groups_out", "rank")}
+
+
+class ModuleSpec(BaseModel):
+    """How one product (W_ih or W_hh) is compressed (service/cells/antman_modules.py): exactly the fields its
+    module takes, each >= 1. Whether they divide the sizes is checked against the weights at load."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    module: Literal["dense", "lgp-shuffle", "lgp-dense", "lowrank-lgp"]
+    groups: int | None = Field(None, ge=1)
+    groups_in: int | None = Field(None, ge=1)
+    groups_out: int | None = Field(None, ge=1)
+    rank: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _fields_of_module(self):
+        want = MODULE_FIELDS[self.module]
+        for f in ("groups", "groups_in", "groups_out", "rank"):
+            given = getattr(self, f) is not None
+            if given != (f in want):
+                raise ValueError(f"module '{self.module}' takes {', '.join(want) or 'no parameters'}"
+                                 f"; {'unexpected' if given else 'missing'} '{f}'")
+        return self
+
+    def as_dict(self) -> dict:
+        return self.model_dump(exclude_none=True)
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
@@ -62,6 +95,9 @@ class Manifest(BaseModel):
     weights: dict[str, list[int]] = Field(default_factory=dict)
     weight_dtypes: dict[str, str] = Field(default_factory=dict)
     base: BaseRef | None = None
+    compression: dict[Literal["W_ih", "W_hh"], ModuleSpec] | None = None
+    teacher: str | None = None           # the dense teacher's model name (AntMan students)
+    distillation: dict | None = None     # e.g. {"C_target": .., "C_mse": .., "C_kl": ..}
 
     @model_validator(mode="after")
     def _default_layers(self):
@@ -106,7 +142,8 @@ class Manifest(BaseModel):
 
 def new_manifest(name: str, task: str, cell: str, *, sizes: dict | None = None, layers: list[dict] | None = None,
                  labels: list[str] | None = None, default_threshold: float = 0.5, version: str = "1",
-                 tokenizer: dict | None = None, **extra) -> dict:
+                 tokenizer: dict | None = None, compression: dict | None = None, teacher: str | None = None,
+                 distillation: dict | None = None, **extra) -> dict:
     """The manifest of a new artifact, as the dict service.artifacts.write_artifact takes (it fills in
     files, weights and checksums). Validated here, so a bad manifest fails where it is made."""
     from .tokenizer import TOKENIZER_NAME
@@ -119,5 +156,8 @@ def new_manifest(name: str, task: str, cell: str, *, sizes: dict | None = None, 
         data["labels"] = list(labels)
     if layers is not None:
         data["layers"] = [dict(spec) for spec in layers]
+    for key, value in (("compression", compression), ("teacher", teacher), ("distillation", distillation)):
+        if value is not None:
+            data[key] = value
     Manifest.parse(data, name)
     return data

@@ -46,6 +46,11 @@ LAYER_TOKENS = Counter(
 LAYER_SKIM_RATE = Histogram(
     "skimserve_layer_skim_rate", "Share of a request's steps skimmed in one layer/direction (0..1).",
     ["model", "layer"], buckets=_STEP_05)
+THRESHOLD_SOURCE = Counter(
+    "skimserve_threshold_source_total", "Requests by why their threshold was chosen: request, budget, default, "
+    "or load (lowered by the latency-objective controller).", ["model", "source"])
+LOAD_LEVEL = Gauge("skimserve_load_level", "Latency-objective controller: steps below the default threshold "
+                   "(0 = defaults; max over workers).", multiprocess_mode="max")
 INFLIGHT = Gauge("skimserve_inflight_requests", "HTTP requests being handled (excluding /metrics).",
                  multiprocess_mode="livesum")
 QUEUE_DEPTH = Gauge("skimserve_queue_depth", "Model jobs waiting for a pool thread.",

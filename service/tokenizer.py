@@ -5,10 +5,10 @@ punctuation is its own token, HTML line breaks (IMDb's "<br />") are dropped. Al
 tokenized text (SST-2, MR) passes through unchanged apart from contraction splitting.
 Each token keeps its character span in the original text, for extractive QA.
 
-The regex below is the definition. ASCII text (nearly all requests) goes through service/_tokenscan.c,
-a one-pass scanner of the same pattern that is about 20x faster than re.finditer (docs/request-path.md);
-tests/test_tokenizer_fast.py proves it token-for-token equal to the regex on every shipped dataset.
-Other text, or a build without the extension, uses the regex.
+The regex below is the definition. Text goes through service/_tokenscan.c, a one-pass scanner of the
+same pattern that is 5-50x faster than re.finditer (benchmarks/results/tokenizer.md, docs/request-path.md);
+tests/test_tokenizer_fast.py proves it token-for-token equal to the regex on every shipped dataset, on
+generated strings and on every Unicode code point. A build without the extension uses the regex.
 """
 from __future__ import annotations
 
@@ -20,10 +20,13 @@ from typing import NamedTuple
 import numpy as np
 
 try:
+    from ._tokenscan import gather as _gather
     from ._tokenscan import ids as _ids
     from ._tokenscan import scan as _scan
+    from ._tokenscan import scan_ids as _scan_ids
+    from ._tokenscan import vocab_table as _vocab_table
 except ImportError:  # built without a C compiler: the regex alone
-    _scan = _ids = None
+    _scan = _ids = _scan_ids = _vocab_table = _gather = None
 
 TOKENIZER_NAME = "skimserve-ptb-lower-v1"
 
@@ -56,38 +59,78 @@ def normalize(text: str) -> str:
 
 
 def regex_tokenize_with_spans(text: str) -> list[Token]:
-    """The definition (and the path for non-ASCII text)."""
+    """The definition (and the path of a build without the extension)."""
     text = normalize(text)
     return [Token(m.group("tok").lower(), m.start(), m.end()) for m in _TOKEN_RE.finditer(text) if m.group("tok")]
 
 
 class Tokens(Sequence):
-    """The scanner's tokens: the words and an (n, 2) array of spans, a Token built only when one is read
-    (a request that does not ask for an explanation never builds them)."""
+    """The scanner's tokens: an (n, 2) array of spans, the words (lower-cased; made from the text only when
+    read, if the scanner gave ids instead), and the vocabulary ids of the Vocabulary that scanned them. A
+    Token is built only when one is read: a request without an explanation never builds one."""
 
-    __slots__ = ("words", "spans")
+    __slots__ = ("_words", "spans", "text", "ids", "vocabulary")
 
-    def __init__(self, words: list[str], spans: np.ndarray):
-        self.words, self.spans = words, spans
+    def __init__(self, words: list[str] | None, spans: np.ndarray, text: str | None = None,
+                 ids: np.ndarray | None = None, vocabulary: "Vocabulary | None" = None):
+        self._words, self.spans, self.text, self.ids, self.vocabulary = words, spans, text, ids, vocabulary
+
+    @property
+    def words(self) -> list[str]:
+        if self._words is None:  # the scanner's word is the lower-cased slice (ASCII and other text alike)
+            text = self.text
+            self._words = [text[a:b].lower() for a, b in self.spans.tolist()]
+        return self._words
 
     def __len__(self) -> int:
-        return len(self.words)
+        return len(self.spans)
 
     def __getitem__(self, i):
         if isinstance(i, slice):
-            return Tokens(self.words[i], self.spans[i])
+            ids = None if self.ids is None else self.ids[i]
+            return Tokens(self.words[i], self.spans[i], self.text, ids, self.vocabulary)
         a, b = self.spans[i].tolist()
         return Token(self.words[i], a, b)
 
     def __iter__(self):
-        return map(Token, self.words, *self.spans.T.tolist()) if self.words else iter(())
+        return map(Token, self.words, *self.spans.T.tolist()) if len(self.spans) else iter(())
 
     def __eq__(self, other) -> bool:
         return list(self) == list(other)
 
 
+class Vocabulary:
+    """A model's word -> id map: the dict is the definition; the compiled table (service/_tokenscan.c,
+    a few hundred KB in one block where the dict and its str keys spread MBs over the heap) is what a
+    request uses, scanning text straight to ids. tests/test_tokenizer_fast.py holds the two equal."""
+
+    def __init__(self, words: list[str], unk: str):
+        self.index = {w: i for i, w in enumerate(words)}
+        self.unk_id = self.index[unk]  # KeyError: a vocabulary without its unknown-word entry
+        self.table = _vocab_table(list(words)) if _vocab_table is not None else None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def tokenize(self, text: str) -> Sequence[Token]:
+        """The text's tokens (as tokenize_with_spans) carrying their ids in this vocabulary."""
+        if self.table is None:
+            return tokenize_with_spans(text)
+        if not text.isascii():  # (ASCII is NFC already)
+            text = normalize(text)
+        ids, spans = _scan_ids(text, self.table, self.unk_id)
+        return Tokens(None, np.frombuffer(spans, np.int32).reshape(-1, 2), text, np.frombuffer(ids, np.int64), self)
+
+    def ids(self, tokens: Sequence[Token] | list[str]) -> np.ndarray:
+        if isinstance(tokens, Tokens) and tokens.vocabulary is self and tokens.ids is not None:
+            return tokens.ids
+        return ids_of(words_of(tokens), self.index, self.unk_id)
+
+
 def tokenize_with_spans(text: str) -> Sequence[Token]:
-    if _scan is not None and text.isascii():  # ASCII is NFC already
+    if _scan is not None:
+        if not text.isascii():  # (ASCII is NFC already)
+            text = normalize(text)
         words, spans = _scan(text)
         return Tokens(words, np.frombuffer(spans, np.int32).reshape(-1, 2))
     return regex_tokenize_with_spans(text)
@@ -107,7 +150,17 @@ def ids_of(words: list[str], index: dict[str, int], unk: int) -> np.ndarray:
     return np.array([get(w, unk) for w in words], dtype=np.int64).reshape(-1)
 
 
+def embed_rows(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """table[ids] as a C-contiguous float32 array (the embedding lookup): compiled, with prefetching, for a
+    float32 C-contiguous table; numpy's fancy index otherwise."""
+    if (_gather is not None and table.dtype == np.float32 and table.ndim == 2 and table.flags.c_contiguous
+            and ids.dtype == np.int64 and ids.ndim == 1):
+        return np.frombuffer(_gather(table, np.ascontiguousarray(ids), table.shape[1]),
+                             np.float32).reshape(len(ids), table.shape[1])
+    return np.ascontiguousarray(table[ids], dtype=np.float32)
+
+
 def tokenize(text: str) -> list[str]:
-    if _scan is not None and text.isascii():
-        return _scan(text)[0]
+    if _scan is not None:
+        return _scan(text if text.isascii() else normalize(text))[0]
     return [t.text for t in regex_tokenize_with_spans(text)]

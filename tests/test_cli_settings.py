@@ -36,6 +36,8 @@ EXPECTED = {
     "torch_device": ("SKIMSERVE_TORCH_DEVICE", "cuda"),
     "log_level": ("SKIMSERVE_LOG_LEVEL", "info"),
     "access_log": ("SKIMSERVE_ACCESS_LOG", False),
+    "latency_objective_ms": ("SKIMSERVE_LATENCY_OBJECTIVE_MS", 0.0),
+    "min_threshold": ("SKIMSERVE_MIN_THRESHOLD", 0.1),
 }
 # A valid value other than the default, per field, as text (what a flag or a variable carries).
 OTHER = {"models_dir": "/m", "host": "0.0.0.0", "port": "9001", "workers": "3", "kernel": "reference",
@@ -43,7 +45,7 @@ OTHER = {"models_dir": "/m", "host": "0.0.0.0", "port": "9001", "workers": "3", 
          "max_answer_tokens": "30", "pool_threads": "5", "max_queue": "0", "inline_max_bytes": "0",
          "fast_path": "false", "onnx_threads": "2",
          "onnx_opt_level": "basic", "torch_device": "cuda:1", "log_level": "debug",
-         "access_log": "true"}
+         "access_log": "true", "latency_objective_ms": "20.0", "min_threshold": "0.2"}
 
 
 def run_cli(*args, env=None):

@@ -15,7 +15,8 @@ FIXED_METRICS = {
     "skimserve_request_duration_seconds", "skimserve_token_latency_seconds", "skimserve_skim_rate",
     "skimserve_tokens_total", "skimserve_flops_total", "skimserve_flop_reduction", "skimserve_threshold",
     "skimserve_inflight_requests", "skimserve_queue_depth", "skimserve_model_info",
-    "skimserve_layer_tokens_total", "skimserve_layer_skim_rate",
+    "skimserve_layer_tokens_total", "skimserve_layer_skim_rate", "skimserve_threshold_source_total",
+    "skimserve_load_level",
 }
 REQUIRED_TOPICS = ["request rate", "errors", "request latency", "per-token latency", "skim rate",
                    "flop reduction", "threshold", "tokens read vs skimmed", "queue depth", "models side by side",

@@ -1,7 +1,8 @@
 """The plain-ASGI fast path (service/api/fast_path.py) against the FastAPI routes on the same registry:
 every valid request it answers gives the same JSON (timings aside) with identical skim decisions, and
 every request it does not take (bad input of any kind, unusual query or headers) gets exactly the
-route's answer."""
+route's answer. (Models named fp-*: the Prometheus collectors are process-wide, other tests count
+tiny-*.)"""
 import pytest
 from fastapi.testclient import TestClient
 
@@ -29,10 +30,10 @@ def clients(tmp_path_factory):
     from service.api.app import create_app
 
     root = tmp_path_factory.mktemp("fast-path-models")
-    make_random_classifier(root / "tiny-skim", d_small=4, seed=3)
-    make_random_classifier(root / "tiny-dense", d_small=0, seed=4)
-    make_random_reader(root / "tiny-reader", d_small=3, seed=1)
-    registry = Registry(root, "reference", "tiny-skim").load_all()
+    make_random_classifier(root / "fp-skim", d_small=4, seed=3)
+    make_random_classifier(root / "fp-dense", d_small=0, seed=4)
+    make_random_reader(root / "fp-reader", d_small=3, seed=1)
+    registry = Registry(root, "reference", "fp-skim").load_all()
     limits = dict(models_dir=str(root), max_tokens=40, max_text_bytes=300, max_batch=3, inline_max_bytes=120)
     with TestClient(create_app(Settings(**limits), registry)) as fast, \
             TestClient(create_app(Settings(**limits, fast_path=False), registry)) as routes:
@@ -63,11 +64,15 @@ VALID = [
     ("/classify", "threshold=0.3", {"text": TEXT}),
     ("/classify", "threshold=0", {"text": TEXT}),
     ("/classify", "threshold=1", {"text": TEXT}),
-    ("/classify", "threshold=.25&model=tiny-dense", {"text": TEXT}),
+    ("/classify", "threshold=.25&model=fp-dense", {"text": TEXT}),
     ("/classify", "threshold=0.4&explain=true", {"text": TEXT}),
     ("/classify", "explain=false", {"texts": [TEXT, "great acting", "awful !"]}),
-    ("/classify", "model=tiny-skim&threshold=0.5", {"text": "é and ü are not ascii , \u00e9t\u00e9 ."}),
+    ("/classify", "model=fp-skim&threshold=0.5", {"text": "é and ü are not ascii , \u00e9t\u00e9 ."}),
     ("/classify", "threshold=0.3", {"text": " ".join([TEXT] * 3)}),  # over inline_max_bytes: the pool
+    ("/classify", "budget=0.3", {"text": TEXT}),
+    ("/classify", "budget=0.2&threshold=1", {"text": TEXT}),
+    ("/classify", "budget=1&model=fp-dense", {"text": TEXT}),
+    ("/qa", "budget=0.5&thresholds=1,1", {"context": CONTEXT, "question": QUESTION}),
     ("/qa", "", {"context": CONTEXT, "question": QUESTION}),
     ("/qa", "threshold=0.2&explain=true", {"context": CONTEXT, "question": QUESTION}),
     ("/qa", "thresholds=0.5,0.3", {"context": CONTEXT, "question": QUESTION}),
@@ -98,10 +103,14 @@ NOT_TAKEN = [  # (path, query, raw body, content type): each one goes to the rou
     ("/classify", "threshold=0.3&threshold=0.4", b'{"text": "good"}', RAW_JSON),
     ("/classify", "threshold=", b'{"text": "good"}', RAW_JSON),
     ("/classify", "explain=yes", b'{"text": "good"}', RAW_JSON),
+    ("/classify", "budget=0", b'{"text": "good"}', RAW_JSON),
+    ("/classify", "budget=1.5", b'{"text": "good"}', RAW_JSON),
+    ("/classify", "budget=nan", b'{"text": "good"}', RAW_JSON),
+    ("/classify", "budget=0.5&model=fp-dense", b'{"text": "good"}', RAW_JSON),  # 400 budget_unsupported
     ("/classify", "explain=1", b'{"text": "good"}', RAW_JSON),
     ("/classify", "unknown=1", b'{"text": "good"}', RAW_JSON),
     ("/classify", "model=nope", b'{"text": "good"}', RAW_JSON),
-    ("/classify", "model=tiny-reader", b'{"text": "good"}', RAW_JSON),
+    ("/classify", "model=fp-reader", b'{"text": "good"}', RAW_JSON),
     ("/classify", "", b'{"text": "   "}', RAW_JSON),
     ("/classify", "", b'{"text": "' + b"word " * 70 + b'"}', RAW_JSON),  # over max_text_bytes
     ("/classify", "", b'{"text": "' + b"a " * 60 + b'"}', RAW_JSON),  # over max_tokens
@@ -122,7 +131,7 @@ NOT_TAKEN = [  # (path, query, raw body, content type): each one goes to the rou
     ("/qa", "thresholds=0.5", b'{"context": "a b", "question": "b"}', RAW_JSON),
     ("/qa", "thresholds=0.5,x", b'{"context": "a b", "question": "b"}', RAW_JSON),
     ("/qa", "", b'{"context": "a b"}', RAW_JSON),
-    ("/qa", "model=tiny-skim", b'{"context": "a b", "question": "b"}', RAW_JSON),
+    ("/qa", "model=fp-skim", b'{"context": "a b", "question": "b"}', RAW_JSON),
 ]
 
 
@@ -165,7 +174,7 @@ def test_fast_path_counts_in_request_metrics(clients):
     fast.post("/classify?threshold=0.3", json={"text": TEXT})
     text = fast.get("/metrics").text
     line = [s for s in text.splitlines() if s.startswith("skimserve_request_duration_seconds_count{")
-            and 'endpoint="/classify"' in s and 'model="tiny-skim"' in s and 'status="200"' in s]
+            and 'endpoint="/classify"' in s and 'model="fp-skim"' in s and 'status="200"' in s]
     assert line and float(line[0].rsplit(" ", 1)[1]) >= 1
 
 

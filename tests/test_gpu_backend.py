@@ -130,7 +130,7 @@ def test_long_text_crosses_graph_chunks(mode, device):
     w = _layer(seed=13)
     x = np.random.default_rng(14).standard_normal((gpu_skim.MAX_BUCKET + 37, 16)).astype(np.float32)
     ref = reference.run_layer(w, x, 0.5)
-    out = gpu.run_layer_on(w, x, 0.5, device, mode)
+    out = gpu.run_layer_on(w, x, 0.5, device, mode=mode)
     np.testing.assert_array_equal(out.skim, ref.skim)
     np.testing.assert_allclose(out.hs, ref.hs, atol=1e-4)
 
@@ -144,7 +144,7 @@ def test_dense_batch_is_packed():
 
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="unknown skim mode"):
-        gpu.run_layer_on(_layer(seed=1), np.zeros((3, 16), np.float32), 0.5, "cpu", "nope")
+        gpu.run_layer_on(_layer(seed=1), np.zeros((3, 16), np.float32), 0.5, "cpu", mode="nope")
 
 
 def test_fused_kernel_interpreted_on_cpu():

@@ -150,7 +150,7 @@ def test_openapi_documents_qa(client):
     spec = client.get("/openapi.json").json()
     op = spec["paths"]["/qa"]["post"]
     assert {"400", "404", "413", "415", "422", "503"} <= set(op["responses"])
-    assert {p["name"] for p in op["parameters"]} == {"threshold", "thresholds", "model", "explain"}
+    assert {p["name"] for p in op["parameters"]} == {"threshold", "thresholds", "model", "explain", "budget"}
 
 
 def test_qa_metrics_per_layer(client):

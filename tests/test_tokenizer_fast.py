@@ -1,7 +1,8 @@
-"""The compiled ASCII scanner (service/_tokenscan.c) against the tokenizer's definition, the regex.
+"""The compiled scanner (service/_tokenscan.c) against the tokenizer's definition, the regex.
 
-Token for token (text, start, end) on every text of every split of every shipped dataset, and on
-generated strings built from the characters the pattern treats specially. Training and serving must
+Token for token (text, start, end) on every text of every split of every shipped dataset, on generated
+strings built from the characters the pattern treats specially, and on every Unicode code point in the
+contexts where the pattern looks at a character. Training and serving must
 keep seeing the same tokens, so any difference fails.
 """
 from __future__ import annotations
@@ -42,15 +43,13 @@ def _dataset_texts():
 
 
 def test_scanner_equals_regex_on_every_shipped_dataset():
-    checked, ascii_texts, bad = 0, 0, []
+    checked, other_texts, bad = 0, 0, []
     for where, text in _dataset_texts():
         checked += 1
-        if text.isascii():
-            ascii_texts += 1
-            words, _ = T._scan(text)
-            if not _same(text) or words != T.tokenize(text) or words != [t.text for t in T.regex_tokenize_with_spans(text)]:
-                bad.append((where, text[:80]))
-    assert checked > 80_000 and ascii_texts > 0.9 * checked, (checked, ascii_texts)
+        other_texts += not text.isascii()
+        if not _same(text) or T.tokenize(text) != [t.text for t in T.regex_tokenize_with_spans(text)]:
+            bad.append((where, text[:80]))
+    assert checked > 80_000 and other_texts > 1000, (checked, other_texts)  # both paths of the C code
     assert not bad, f"{len(bad)} texts tokenized differently, e.g. {bad[:3]}"
 
 
@@ -76,12 +75,37 @@ def test_every_ascii_character_alone_and_between_words():
             assert _same(text), repr(text)
 
 
-def test_non_ascii_text_takes_the_regex_path():
-    text = "Caf\u00e9 don't \u00e9t\u00e9"  # the fast path refuses it; the public functions still agree
-    with pytest.raises(ValueError):
-        T._scan(text)
+# Where the pattern looks at a character: as a word character, a space, a symbol, next to the joiners,
+# and as each case-insensitive literal (n't, 's 're 've 'll 'd 'm, <br>).
+CONTEXTS = ("{c}", "a{c}b", "x{c}'t", "xn'{c}", "x'{c}", "x'{c}e", "x'{c}l", "<{c}r>", "<b{c}>", "<br{c}>",
+            "a.{c}", "a-{c}", "{c}...", "x'{c}x", "{c}n't")
+
+
+def _code_points(lo: int, hi: int):
+    return (chr(i) for i in range(lo, hi) if not 0xD800 <= i <= 0xDFFF)  # lone surrogates: refused before
+
+
+def test_every_basic_plane_code_point_in_every_context():
+    bad = []
+    for c in _code_points(0, 0x10000):
+        text = " ".join(ctx.format(c=c) for ctx in CONTEXTS)
+        if not _same(text):
+            bad.append(hex(ord(c)))
+    assert not bad, f"{len(bad)} code points tokenized differently, e.g. {bad[:10]}"
+
+
+def test_every_other_code_point_alone_and_in_words():
+    for lo in range(0x10000, 0x110000, 0x10000):  # a plane at a time: one text of its characters
+        step = 1 if lo in (0x10000, 0x20000, 0x30000, 0xE0000) else 61  # planes 4-13 and 15-16: unassigned or private
+        chars = [chr(i) for i in range(lo, lo + 0x10000, step)]
+        for text in (" ".join(chars), "a".join(chars)):
+            assert _same(text), hex(lo)
+
+
+def test_non_ascii_text_is_scanned_after_nfc():
+    text = "Cafe\u0301 don't \u00e9t\u00e9 \u017fo 'S \u0130stanbul"  # decomposed e+accent, long s, dotted I
     assert list(T.tokenize_with_spans(text)) == T.regex_tokenize_with_spans(text)
-    assert T.tokenize(text) == ["caf\u00e9", "do", "n't", "\u00e9t\u00e9"]
+    assert T.tokenize(text) == ["caf\u00e9", "do", "n't", "\u00e9t\u00e9", "\u017fo", "'s", "i\u0307stanbul"]
 
 
 def test_tokens_sequence_behaves_like_a_list_of_tokens():
@@ -110,3 +134,48 @@ def test_compiled_vocabulary_lookup_equals_the_python_one():
         expected = np.array([index.get(w, 1) for w in words], dtype=np.int64)
         got = tk.ids_of(words, index, 1)
         assert got.dtype == np.int64 and got.tolist() == expected.tolist(), text
+
+
+def test_vocabulary_scan_equals_tokens_then_dict_lookup():
+    """Vocabulary.tokenize (text -> spans + ids in one C pass over the compact table) against the
+    definition: the regex's tokens, then the dict; on every shipped model's vocabulary, real texts
+    (ASCII and not), unknown words, and a vocabulary with a repeated word (the last id wins)."""
+    import numpy as np
+
+    from conftest import real_sentences
+
+    models = Path(__file__).resolve().parent.parent / "models"
+    texts = (real_sentences("sst2", 200) + real_sentences("imdb", 50) +
+             ["zzzunknownzzz the THE The", "", "   ", "Caf\u00e9 \u00e9t\u00e9 na\u00efve don't \u017fo"])
+    vocabularies = {d.name: (d / "vocab.txt").read_text(encoding="utf-8").split("\n")
+                    for d in sorted(models.iterdir()) if (d / "vocab.txt").exists()}
+    vocabularies["repeated"] = ["<pad>", "<unk>", "the", "film", "the"]
+    assert len(vocabularies) > 3
+    for name, words in vocabularies.items():
+        vocab = T.Vocabulary(words, "<unk>")
+        for text in texts:
+            toks = vocab.tokenize(text)
+            expected = T.regex_tokenize_with_spans(text)
+            assert list(toks) == expected, (name, text[:60])
+            want = [vocab.index.get(t.text, vocab.unk_id) for t in expected]
+            assert vocab.ids(toks).tolist() == want, (name, text[:60])
+            assert vocab.ids([t.text for t in expected]).tolist() == want  # the dict path for word lists
+    repeated = T.Vocabulary(vocabularies["repeated"], "<unk>")
+    assert repeated.ids(repeated.tokenize("the film")).tolist() == [4, 3]  # the C table: the last id wins
+    with pytest.raises(KeyError):
+        T.Vocabulary(["<pad>", "the"], "<unk>")
+
+
+def test_gather_equals_fancy_indexing():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    table = rng.standard_normal((1000, 50)).astype(np.float32)
+    for n in (0, 1, 7, 500):
+        ids = rng.integers(0, 1000, n).astype(np.int64)
+        out = T.embed_rows(table, ids)
+        assert out.shape == (n, 50) and out.dtype == np.float32 and np.array_equal(out, table[ids])
+    with pytest.raises(IndexError):
+        T.embed_rows(table, np.array([1000], dtype=np.int64))
+    with pytest.raises(IndexError):
+        T.embed_rows(table, np.array([-1], dtype=np.int64))

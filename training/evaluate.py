@@ -106,12 +106,40 @@ def write_card(folder: Path, card: dict) -> None:
     lines.append("")
     if card.get("comparison"):
         lines += ["## Against the paper and the targets", "", card["comparison"], ""]
+    if card.get("calibration"):
+        lines += calibration_lines(card["calibration"])
     lines += ["FLOPs follow service/flops.py (multiply-add = 2 FLOPs, elementwise 10/unit, decision layer on every "
               "token). Latency is wall time of the model part (embedding, recurrent layer, head) divided by tokens: "
               f"the median of {card['timing']['rounds']} rounds over the first {card['timing']['texts']} texts "
               f"({card['timing']['tokens']} tokens), every threshold timed in each round, interleaved; absolute "
               "times drift on shared machines, ratios within one run are the figure to read.", ""]
     (folder / "card.md").write_text("\n".join(lines))
+
+
+def calibration_lines(cal: dict) -> list[str]:
+    """The card's calibrated curve (dev) and budget table (dev and test), from training.calibrate_curve."""
+    lines = ["## Calibrated curve and FLOP budgets", "",
+             f"Dev split ({cal['examples']} examples{', LIMITED' if cal.get('limit') else ''}), kernel "
+             f"`{cal['kernel']}`: `{cal['command']}`. FLOP share = flops / flops_full of the whole request "
+             "(head included); per-token time: one thread, median over rounds.", "",
+             "| threshold | dev accuracy % | skim rate % | FLOP share | FLOP reduction | per-token µs |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in cal["curve"]:
+        lines.append(f"| {r['threshold']:.1f} | {100 * r['accuracy']:.2f} | {100 * r['skim_rate']:.1f} | "
+                     f"{r['flop_share']:.3f} | {r['flop_reduction']:.2f}x | {r['per_token_us']:.2f} |")
+    lines += ["", f"`?budget=` caps every layer (service/engine/budget.py; the floor, every token skimmed, is a "
+              f"FLOP share of {cal['floor_share']:.3f} of the recurrent layers). {cal['budget_rule_text']}. "
+              "Beside it, on dev: the default threshold under the cap (reads the start, skims the rest) and the "
+              "highest threshold whose uncapped FLOP share fits. Test: "
+              f"{cal.get('test_examples')} examples.", "",
+              "| budget | threshold | dev accuracy % | dev %, default + cap | dev %, curve fit | test accuracy % | "
+              "test max FLOP share |", "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in cal["budgets"]:
+        d, c = r["dev_default"], r["dev_curve"]
+        lines.append(f"| {r['budget']:g} | {r['threshold']:g} | {100 * r['dev_accuracy']:.2f} | "
+                     f"{100 * d['accuracy']:.2f} (t={d['threshold']:g}) | {100 * c['accuracy']:.2f} "
+                     f"(t={c['threshold']:g}) | {100 * r['test_accuracy']:.2f} | {r['test_max_flop_share']:.3f} |")
+    return lines + [""]
 
 
 DEV_NOTES = {
@@ -292,6 +320,9 @@ def main(argv=None):
               f"flop-r={r['flop_reduction']:.2f}x {r['per_token_us']:.2f}us/tok speedup={r['speedup_vs_t1']:.2f}x")
     if args.no_write:
         return card
+    previous = json.loads((folder / "card.json").read_text()) if (folder / "card.json").exists() else {}
+    if previous.get("calibration"):  # training.calibrate_curve's section (dev curve, budgets) is kept
+        card["calibration"] = previous["calibration"]
     write_card(folder, card)
     manifest = json.loads((folder / MANIFEST).read_text())
     for f in ("card.json", "card.md"):

@@ -6,6 +6,7 @@ longer) loaded and warmed.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ from ..dataplane import Dataplane, Limits
 from ..engine.backends import configure as configure_backends
 from ..pool import WorkPool
 from ..registry import Registry, RegistryError
-from . import errors, routes, ui
+from . import budget_doc, errors, routes, ui
 from .fast_path import FastPath
 from .schemas import THRESHOLD_DOC
 
@@ -70,6 +71,21 @@ class MetricsMiddleware:
             metrics.observe_request(endpoint, info["model"], str(status[0]), time.perf_counter() - t0)
 
 
+def load_controller(settings: Settings, dataplane: Dataplane, registry: Registry):
+    """The latency-objective controller (service/loadcontrol.py), or None when the mode is off."""
+    if not settings.latency_objective_ms:
+        return None
+    from ..loadcontrol import LoadController
+
+    ctl = LoadController(settings.latency_objective_ms, settings.min_threshold, lambda: dataplane.pool.waiting,
+                         settings.threads)
+    for entry in registry.entries.values():
+        ctl.register(entry.model)
+    log.info("latency objective %.1f ms: default thresholds may go down to %.2f under load (%d steps at most)",
+             settings.latency_objective_ms, settings.min_threshold, ctl.max_level)
+    return ctl
+
+
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
     """A registry that is already loaded (tests) is served as is; otherwise the startup loads it."""
     settings = settings or Settings.from_env()
@@ -91,11 +107,20 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         if app.state.pool.closed:
             app.state.pool = WorkPool(settings.threads, settings.max_queue)
             app.state.dataplane.pool = app.state.pool
+        ctl = app.state.dataplane.controller = load_controller(settings, app.state.dataplane, registry)
+        metrics.LOAD_LEVEL.set(0)  # exported from the start (0 = defaults; also when the mode is off)
+        lag_watch = None
+        if ctl is not None:
+            from ..loadcontrol import watch_loop_lag
+
+            lag_watch = asyncio.get_running_loop().create_task(watch_loop_lag(ctl))
         log.info("serving %d models (%s), default %s; %d model threads, queue %d", len(registry.entries),
                  ", ".join(registry.names()), registry.default_name, settings.threads, settings.max_queue)
         try:
             yield
         finally:
+            if lag_watch is not None:
+                lag_watch.cancel()
             app.state.pool.shutdown(wait=False)
             metrics.mark_process_dead()
 
@@ -112,6 +137,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     errors.install(app)
     app.include_router(routes.router)
     app.include_router(ui.router)  # the browser page at /ui (service/ui/)
+    budget_doc.install(app)
     app.add_middleware(FastPath, state=app.state)  # innermost: inside the request metrics
     app.add_middleware(MetricsMiddleware)
     return app

@@ -42,6 +42,8 @@ def validation_errors(errors) -> tuple[str, str, list[dict]]:
     items = [{"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
              for e in errors]
     code = "invalid_threshold" if any(i["loc"] == ["query", "threshold"] for i in items) else "invalid_request"
+    if code == "invalid_request" and any(i["loc"] == ["query", "budget"] for i in items):
+        code = "invalid_budget"
     detail = "; ".join(f"{'.'.join(i['loc'])}: {i['msg']}" for i in items) or "invalid request"
     return code, detail, items
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from urllib.parse import parse_qsl
 
 import orjson
@@ -45,8 +46,8 @@ class Route:
 
 
 ROUTES = {r.path: r for r in (
-    Route("/classify", "classify", ClassifyRequest, frozenset({"threshold", "model", "explain"})),
-    Route("/qa", "qa", QARequest, frozenset({"threshold", "thresholds", "model", "explain"})),
+    Route("/classify", "classify", ClassifyRequest, frozenset({"threshold", "model", "explain", "budget"})),
+    Route("/qa", "qa", QARequest, frozenset({"threshold", "thresholds", "model", "explain", "budget"})),
 )}
 
 
@@ -78,6 +79,16 @@ def threshold_of(params: dict[str, str]):
     if raw is None:
         return None
     if not PLAIN_NUMBER.fullmatch(raw) or raw == "." or float(raw) > 1.0:
+        raise Fallback
+    return float(raw)
+
+
+def budget_of(params: dict[str, str]) -> float | None:
+    """None (no budget) or a plainly written number in (0, 1]; anything else is the route's to refuse."""
+    raw = params.get("budget")
+    if raw is None:
+        return None
+    if not PLAIN_NUMBER.fullmatch(raw) or raw == "." or not 0.0 < float(raw) <= 1.0:
         raise Fallback
     return float(raw)
 
@@ -160,13 +171,14 @@ class FastPath:
         dp = self.state.dataplane
         try:
             entry = dp.entry(route.task, params.get("model"))
-            run_params = dp.params(entry, threshold_of(params), flag_of(params, "explain"))
+            run_params = dp.params(entry, threshold_of(params), flag_of(params, "explain"), budget_of(params))
             task, items = dp._items(entry, request)
         except (InputError, UnknownModel):
             raise Fallback from None
         info = scope.setdefault("skimserve", {})
         info["model"], info["endpoint"] = entry.name, route.path  # request-metric labels (app.py)
         scope["route"] = route
+        t0 = time.perf_counter()
         try:
             if len(body) <= self.inline_max_bytes:
                 if dp.pool.full:  # overloaded: small requests are refused like the pool's, not slipped in
@@ -182,6 +194,7 @@ class FastPath:
         except Exception:
             log.exception("unhandled error on POST %s", route.path)
             return 500, error_body("internal_error", "internal server error (logged)"), []
+        dp.observe(entry, run_params, time.perf_counter() - t0)  # threshold-source count, load controller
         return 200, orjson.dumps(dp._envelope(task, entry, request, run_params, results),
                                  option=orjson.OPT_SERIALIZE_NUMPY), []
 

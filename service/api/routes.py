@@ -12,17 +12,19 @@ from ..dataplane import Dataplane
 from ..registry import Registry
 from .body import read_json
 from .errors import RETRY_AFTER_S, ApiError
-from .schemas import (THRESHOLD_DOC, BatchClassifyResponse, BatchQAResponse, ClassifyRequest, ClassifyResponse,
+from .schemas import (BUDGET_DOC, THRESHOLD_DOC, BatchClassifyResponse, BatchQAResponse, ClassifyRequest, ClassifyResponse,
                       ErrorBody, Health, ModelDetail, ModelList, QARequest, QAResponse, Readiness)
 
 router = APIRouter()
 
 ERRORS = {status: {"model": ErrorBody, "description": text} for status, text in {
-    400: "Malformed JSON or non-UTF-8 body; the model does not answer this task (wrong_task).",
+    400: "Malformed JSON or non-UTF-8 body; the model does not answer this task (wrong_task); a budget below 1 "
+         "for a model that cannot skim (budget_unsupported).",
     404: "Unknown model.",
     413: "Text over the byte or token limit, batch over the batch limit, or body too large.",
     415: "Content type is not application/json.",
-    422: "Empty or whitespace text, both or neither of text/texts, threshold outside [0, 1] or not a number.",
+    422: "Empty or whitespace text, both or neither of text/texts, threshold outside [0, 1] or not a number, "
+         "budget outside (0, 1] (invalid_budget).",
     503: "Not ready yet (models loading) or overloaded (queue full); see Retry-After.",
 }.items()}
 
@@ -58,6 +60,7 @@ async def classify(
     threshold: float | None = Query(None, ge=0.0, le=1.0, allow_inf_nan=False, description=THRESHOLD_DOC),
     model: str | None = Query(None, description=MODEL_DOC),
     explain: bool = Query(False, description=EXPLAIN_DOC),
+    budget: float | None = Query(None, gt=0.0, le=1.0, allow_inf_nan=False, description=BUDGET_DOC),
 ):
     """Runs the model over the tokens of each text. The response carries the answer (label, probabilities)
     and what it cost: tokens, skimmed, skim_rate, flops, flops_full, flop_reduction, latency_ms,
@@ -65,7 +68,7 @@ async def classify(
     `texts` gives `results`, one per text, in order."""
     dp, entry = dataplane_entry(request, "classify", model)
     body = await read_body(request, ClassifyRequest)
-    return await dp.run(entry, body, dp.params(entry, threshold, explain))
+    return await dp.run(entry, body, dp.params(entry, threshold, explain, budget))
 
 
 QA_ERRORS = {**ERRORS, 413: {"model": ErrorBody, "description": "Context or question over the byte or token "
@@ -100,6 +103,7 @@ async def qa(
     thresholds: str | None = Query(None, description=THRESHOLDS_DOC, examples=["0.5,0.3"]),
     model: str | None = Query(None, description=MODEL_DOC),
     explain: bool = Query(False, description="Add each context token's read/skim decision per layer."),
+    budget: float | None = Query(None, gt=0.0, le=1.0, allow_inf_nan=False, description=BUDGET_DOC),
 ):
     """Finds the answer span in the context: `answer` is exactly `context[start:end]` of the context as sent.
     The cost (tokens = layer-steps, skimmed, skim_rate, flops, flops_full, flop_reduction, latency_ms,
@@ -107,7 +111,8 @@ async def qa(
     dp, entry = dataplane_entry(request, "qa", model)
     per_layer = parse_thresholds(thresholds)
     body = await read_body(request, QARequest)
-    return await dp.run(entry, body, dp.params(entry, per_layer if per_layer is not None else threshold, explain))
+    return await dp.run(entry, body, dp.params(entry, per_layer if per_layer is not None else threshold, explain,
+                                               budget))
 
 
 def _registry(request: Request) -> Registry:

@@ -14,6 +14,18 @@ THRESHOLD_DOC = (
 )
 
 
+BUDGET_DOC = (
+    "FLOP budget in (0, 1]: spend at most this share of the full model's FLOPs on each text (guaranteed, "
+    "enforced inside the kernel on every backend: each layer reads a token only while the rest of the "
+    "sequence could still be skimmed within the budget; the decision layer's cost is inside the cap). The "
+    "floor is the cost of skimming every token (imdb-skim: about 11%): a budget below it skims every token. "
+    "The non-recurrent part (classifier head, QA attention) is paid in full and is outside the cap. With "
+    "`threshold` too, the threshold decides and the budget caps; alone, the threshold comes from the model's "
+    "calibrated curve (`threshold_source: budget`). Models with a plain LSTM layer answer 400 "
+    "budget_unsupported for a budget below 1."
+)
+
+
 class ClassifyRequest(BaseModel):
     """Exactly one of `text` (one text) or `texts` (a batch)."""
 
@@ -97,6 +109,10 @@ class ModelRef(BaseModel):
     version: str
     kernel: str = Field(description="Layer kernel serving the model (reference, fast, onnx, torch-cuda, ...).")
     threshold: float = Field(description="The threshold used.")
+    budget: float | None = Field(None, description="The FLOP budget applied (absent: none).")
+    threshold_source: Literal["request", "budget", "default", "load"] = Field(
+        "default", description="Why this threshold: the request set it; chosen for the budget from the calibrated "
+        "curve; the model's default; or lowered by the latency-objective controller under load.")
 
 
 class LayerCost(BaseModel):

@@ -33,6 +33,6 @@ def get_cell(name: str) -> Cell:
     return CELLS[name]
 
 
-from . import lstm, skim_lstm, skip_lstm  # noqa: E402,F401  (register the shipped cells)
+from . import antman_lstm, lstm, skim_lstm, skip_lstm  # noqa: E402,F401  (register the shipped cells)
 
 __all__ = ["CELLS", "Cell", "LayerCost", "get_cell", "register_cell"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..engine.budget import LayerBudget
 from ..engine.layer import LayerOutput, LayerWeights, decide
 
 
@@ -21,7 +22,8 @@ def lstm_step(W_ih, W_hh, b, x, h, c):
     return (o * np.tanh(c_new)).astype(np.float32), c_new.astype(np.float32)
 
 
-def run_reference(w: LayerWeights, x: np.ndarray, threshold: float) -> LayerOutput:
+def run_reference(w: LayerWeights, x: np.ndarray, threshold: float, budget: LayerBudget | None = None) -> LayerOutput:
+    """budget: the layer's FLOP cap (service/engine/budget.py), None for none."""
     T, d = x.shape[0], w.hidden_size
     ds = w.small_size
     h = np.zeros(d, np.float32)
@@ -29,12 +31,15 @@ def run_reference(w: LayerWeights, x: np.ndarray, threshold: float) -> LayerOutp
     hs = np.zeros((T, d), np.float32)
     skim = np.zeros(T, bool)
     p_skim = np.zeros(T, np.float32)
+    spent = 0
     for t in range(T):
         xt = x[t]
         if w.skims:
             z = w.Wd @ np.concatenate([xt, h]) + w.bd
             p_skim[t] = sigmoid(z[1] - z[0])
-            skim[t] = decide(p_skim[t], threshold)
+            skim[t] = decide(p_skim[t], threshold) or (budget is not None and not budget.allows_read(spent, t, T))
+            if budget is not None:
+                spent += budget.step(bool(skim[t]))
         if skim[t]:
             # small cell sees the whole h_{t-1} but updates only the first d' units
             h_s, c_s = lstm_step(w.Ws_ih, w.Ws_hh, w.bs, xt, h, c[:ds])

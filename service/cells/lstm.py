@@ -22,8 +22,8 @@ class LSTMCell(Cell):
     def cost(self, w, tokens, skimmed):
         return F.layer_cost(w.input_size, w.hidden_size, 0, tokens, skimmed, skims=False)
 
-    def reference(self, w, x, threshold):
-        return run_reference(w, x, threshold)
+    def reference(self, w, x, threshold, budget=None):
+        return run_reference(w, x, threshold, budget)
 
     def weight_names(self, w):
         return ["W_ih", "W_hh", "b"]

@@ -12,6 +12,7 @@ from .gated import run_reference
 class SkimLSTMCell(Cell):
     name = "skim-lstm"
     skims = True
+    honours_budget = True
     min_small = 1  # a small cell of size 0 is a skip layer ('skip-lstm')
 
     def weights(self, weights, prefix):
@@ -25,8 +26,8 @@ class SkimLSTMCell(Cell):
     def cost(self, w, tokens, skimmed):
         return F.layer_cost(w.input_size, w.hidden_size, w.small_size, tokens, skimmed, skims=True)
 
-    def reference(self, w, x, threshold):
-        return run_reference(w, x, threshold)
+    def reference(self, w, x, threshold, budget=None):
+        return run_reference(w, x, threshold, budget)
 
     def weight_names(self, w):
         return ["W_ih", "W_hh", "b", "Ws_ih", "Ws_hh", "bs", "Wd", "bd"]

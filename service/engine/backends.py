@@ -13,6 +13,7 @@ here), `run_layer` and optionally `prepare` / `model_runner`, and add it with `r
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.json")
 GATED = frozenset({"lstm", "skim-lstm"})
+ANTMAN = frozenset({"antman-lstm", "antman-skim-lstm"})
 
 LayerKernel = Callable[[object, np.ndarray, float], LayerOutput]
 
@@ -33,6 +35,9 @@ LayerKernel = Callable[[object, np.ndarray, float], LayerOutput]
 class Backend:
     name: str = ""
     cells: frozenset[str] = frozenset()   # empty: every cell (the reference)
+    # enforces a FLOP budget itself (service/engine/budget.py); a backend that does not has its budgeted
+    # layers run on budget_backend() instead (stack.Layer.run, logged once)
+    enforces_budget: bool = False
 
     def load(self) -> None:
         """Import what the backend needs; raise ImportError when it cannot run on this machine. Called at
@@ -48,7 +53,8 @@ class Backend:
     def prepare(self, w) -> None:
         """Load-time work for one layer (packing, device copies, warm-up), so no request pays for it."""
 
-    def run_layer(self, w, x: np.ndarray, threshold: float) -> LayerOutput:
+    def run_layer(self, w, x: np.ndarray, threshold: float, budget=None) -> LayerOutput:
+        """budget: a LayerBudget or None; only passed to backends with enforces_budget."""
         raise NotImplementedError
 
     def model_runner(self, artifact):
@@ -63,28 +69,55 @@ class Backend:
 class ReferenceBackend(Backend):
     """Every cell's own NumPy reference (service/cells/)."""
     name = "reference"
+    enforces_budget = True
 
-    def run_layer(self, w, x, threshold):
+    def run_layer(self, w, x, threshold, budget=None):
         from ..cells.gated import run_reference
 
-        return run_reference(w, x, threshold)
+        return run_reference(w, x, threshold, budget)
+
+
+@functools.cache
+def _antman_weights() -> type:
+    from ..cells.antman_lstm import AntManWeights  # late: the cells import the engine
+
+    return AntManWeights
 
 
 class FastBackend(Backend):
-    """The compiled C kernel (service/engine/_skimkernel.c, built by pip)."""
+    """The compiled C kernels (service/engine/_skimkernel.c; _antmankernel.c for the AntMan cells; built by
+    pip). The AntMan cells count as supported only where their extension imports."""
     name = "fast"
-    cells = GATED | {"skip-lstm"}
+    cells = GATED | {"skip-lstm"} | ANTMAN
+    enforces_budget = True  # (the AntMan cells take no budget: the dataplane refuses one for them)
 
     def load(self):
         from . import fast  # ImportError when the extension was not built
 
         self._mod = fast
 
-    def prepare(self, w):
-        self._mod.prepare(w)
+    def supports(self, cell):
+        if cell in ANTMAN:
+            try:
+                from . import fast_antman  # noqa: F401
+            except ImportError as exc:
+                log.warning("the AntMan kernel is not built (%s)", exc)
+                return False
+        return super().supports(cell)
 
-    def run_layer(self, w, x, threshold):
-        return self._mod.run_layer(w, x, threshold)
+    def _impl(self, w):
+        """fast_antman for AntMan layers (weights holding modules), else fast."""
+        if isinstance(w, _antman_weights()):
+            from . import fast_antman
+
+            return fast_antman
+        return self._mod
+
+    def prepare(self, w):
+        self._impl(w).prepare(w)
+
+    def run_layer(self, w, x, threshold, budget=None):
+        return self._impl(w).run_layer(w, x, threshold, *([] if budget is None else [budget]))
 
     def layer_kernel(self):
         return self._mod.run_layer
@@ -117,6 +150,7 @@ class OnnxBackend(Backend):
 class TorchBackend(Backend):
     """PyTorch (lazy import): cuDNN for plain LSTM layers, a per-token loop for skim layers."""
     cells = GATED
+    enforces_budget = True
 
     def __init__(self, name: str, device: str | None):
         self.name, self.device = name, device
@@ -126,8 +160,8 @@ class TorchBackend(Backend):
 
         self._fn = gpu.load(self.name)
 
-    def run_layer(self, w, x, threshold):
-        return self._fn(w, x, threshold)
+    def run_layer(self, w, x, threshold, budget=None):
+        return self._fn(w, x, threshold, budget)
 
     def layer_kernel(self):
         return self._fn
@@ -191,6 +225,13 @@ def get_backend(name: str, cell: str | None = None) -> Backend:
     except ImportError as exc:
         log.warning("layer kernel '%s' unavailable (%s); falling back to the NumPy reference", name, exc)
         return BACKENDS["reference"]
+
+
+def budget_backend(cell: str) -> Backend:
+    """Where a budgeted layer runs when its backend cannot enforce a budget (ONNX graphs have no budget
+    input): the C kernel if it runs the cell here, else the reference."""
+    fast = get_backend("fast", cell)
+    return fast if fast.enforces_budget else BACKENDS["reference"]
 
 
 def get_layer_kernel(name: str = "fast") -> tuple[str, LayerKernel]:

@@ -30,6 +30,7 @@ import weakref
 import numpy as np
 
 from . import _skimkernel as _k  # ImportError when the extension was not built -> reference fallback
+from .budget import LayerBudget
 from .layer import LayerOutput, LayerWeights
 
 NAME = "fast"
@@ -109,8 +110,9 @@ def _forget(key: int) -> None:
         _cache.pop(key, None)
 
 
-def packed(w: LayerWeights) -> Packed:
-    """The packed form of w, built once (keyed on the object; dropped when w is collected)."""
+def packed(w: LayerWeights, build=Packed):
+    """The packed form of w, built once by `build` (keyed on the object; dropped when w is collected).
+    fast_antman.py packs its layers through the same cache."""
     key = id(w)
     entry = _cache.get(key)
     if entry is not None and entry[0]() is w:
@@ -118,7 +120,7 @@ def packed(w: LayerWeights) -> Packed:
     with _lock:
         entry = _cache.get(key)
         if entry is None or entry[0]() is not w:
-            entry = (weakref.ref(w), Packed(w))
+            entry = (weakref.ref(w), build(w))
             _cache[key] = entry
             weakref.finalize(w, _forget, key)
     return entry[1]
@@ -145,14 +147,16 @@ def no_skim_possible(threshold: float) -> bool:
     return not np.float32(threshold) < 1.0
 
 
-def run_layer(w: LayerWeights, x: np.ndarray, threshold: float) -> LayerOutput:
-    """reference.run_layer's contract; the C side picks the dense form when no token can be skimmed."""
+def run_layer(w: LayerWeights, x: np.ndarray, threshold: float, budget: LayerBudget | None = None) -> LayerOutput:
+    """reference.run_layer's contract; the C side picks the dense form when no token can be skimmed.
+    budget: the layer's FLOP cap (service/engine/budget.py), enforced in the C loop by the same rule."""
     P = packed(w)
     x = _check_x(P, x)
     T = x.shape[0]
     hs, skim, p = np.empty((T, P.d), np.float32), np.empty(T, np.bool_), np.empty(T, np.float32)
     if T:
-        _k.run(P.blob, P.meta, x, T, threshold, b"", hs, skim, p, PRE_READS)
+        cap = () if budget is None else (budget.allowance, budget.read, budget.skim)
+        _k.run(P.blob, P.meta, x, T, threshold, b"", hs, skim, p, PRE_READS, *cap)
     return LayerOutput(hs, skim, p)
 
 

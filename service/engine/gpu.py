@@ -106,14 +106,16 @@ def _cell(gates, c, n):
 
 
 def run_layers_on(w: LayerWeights, xs: list[np.ndarray], thresholds: list[float], device="cuda",
-                  mode: str | None = None) -> list[LayerOutput]:
+                  mode: str | None = None, budgets=None) -> list[LayerOutput]:
     """A batch of texts through one layer, each with its own threshold. mode: gpu_skim.MODES (None: the
-    device's default) or "sync" (the per-token host-sync loop, one text at a time)."""
+    device's default) or "sync" (the per-token host-sync loop, one text at a time). A FLOP budget
+    (service/engine/budget.py) is a host-side rule per token, so a skim layer with one runs on "sync"."""
     torch = _import_torch()
     device = torch.device(device)
     p = _prepared(w, device)
-    if mode == "sync" or not xs:
-        return [_run_sync(torch, p, w, x, thr, device) for x, thr in zip(xs, thresholds)]
+    budgets = budgets or [None] * len(xs)
+    if mode == "sync" or not xs or (w.skims and any(b is not None for b in budgets)):
+        return [_run_sync(torch, p, w, x, thr, device, b) for x, thr, b in zip(xs, thresholds, budgets)]
     with torch.inference_mode():
         if not w.skims:
             return _run_dense(torch, p, xs, device)
@@ -148,12 +150,12 @@ def _run_dense(torch, p, xs, device) -> list[LayerOutput]:
     return outs
 
 
-def run_layer_on(w: LayerWeights, x: np.ndarray, threshold: float, device="cuda",
+def run_layer_on(w: LayerWeights, x: np.ndarray, threshold: float, device="cuda", budget=None,
                  mode: str | None = None) -> LayerOutput:
-    return run_layers_on(w, [x], [threshold], device, mode)[0]
+    return run_layers_on(w, [x], [threshold], device, mode, [budget])[0]
 
 
-def _run_sync(torch, p, w, x, threshold, device) -> LayerOutput:
+def _run_sync(torch, p, w, x, threshold, device, budget=None) -> LayerOutput:
     T, d, ds = x.shape[0], p.d, p.ds
     skim = np.zeros(T, bool)
     p_skim = np.zeros(T, np.float32)
@@ -169,12 +171,16 @@ def _run_sync(torch, p, w, x, threshold, device) -> LayerOutput:
         hs = torch.empty((T, d), dtype=torch.float32, device=device)
         h = torch.zeros(d, dtype=torch.float32, device=device)
         c = torch.zeros(d, dtype=torch.float32, device=device)
+        spent = 0  # the FLOP budget (service/engine/budget.py): the same integer rule as every backend
         for t in range(T):
             z = zx[t] + torch.mv(p.Wd_h, h)
             pt = torch.sigmoid(z[1] - z[0])
             p_host = float(pt.item())              # device -> host sync: the decision is data-dependent
             p_skim[t] = p_host
-            if decide(p_host, threshold):
+            sk = decide(p_host, threshold) or (budget is not None and not budget.allows_read(spent, t, T))
+            if budget is not None:
+                spent += budget.step(sk)
+            if sk:
                 skim[t] = True
                 h_s, c_s = _cell(gsx[t] + torch.mv(p.Ws_hh, h), c[:ds], ds)
                 h = torch.cat([h_s, h[ds:]])
@@ -185,14 +191,14 @@ def _run_sync(torch, p, w, x, threshold, device) -> LayerOutput:
         return LayerOutput(hs.cpu().numpy(), skim, p_skim)
 
 
-def run_layer(w: LayerWeights, x: np.ndarray, threshold: float) -> LayerOutput:
+def run_layer(w: LayerWeights, x: np.ndarray, threshold: float, budget=None) -> LayerOutput:
     from .backends import OPTIONS  # the torch_device setting
 
-    return run_layer_on(w, x, threshold, OPTIONS["torch_device"])
+    return run_layer_on(w, x, threshold, OPTIONS["torch_device"], budget)
 
 
-def run_layer_cpu(w: LayerWeights, x: np.ndarray, threshold: float) -> LayerOutput:
-    return run_layer_on(w, x, threshold, "cpu")
+def run_layer_cpu(w: LayerWeights, x: np.ndarray, threshold: float, budget=None) -> LayerOutput:
+    return run_layer_on(w, x, threshold, "cpu", budget)
 
 
 def load(name: str):

@@ -101,8 +101,8 @@ def skim_lstm_kernel(proj_ptr, w_ptr, thr_ptr, start_ptr, len_ptr, out_ptr,
         t += 1
 
 
-def launch(proj, W_rec, thr, start, length, out, d: int, ds: int, num_warps: int = NUM_WARPS) -> None:
+def launch(proj, W_rec, thr, start, length, out, d: int, ds: int, num_warps: int | None = None) -> None:
     """Enqueue the kernel for len(start) sequences (asynchronous, on the current stream)."""
     bd = max(16, triton.next_power_of_2(d))
     skim_lstm_kernel[(start.shape[0],)](proj, W_rec, thr, start, length, out, D=d, DS=ds, BD=bd,
-                                        num_warps=num_warps)
+                                        num_warps=num_warps or NUM_WARPS)

@@ -8,6 +8,7 @@ its backend, chosen once at load time.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -15,8 +16,12 @@ import numpy as np
 
 from ..cells import Cell, LayerCost, get_cell
 from ..manifest import LayerSpec, Manifest
-from .backends import Backend, get_backend
+from .backends import Backend, budget_backend, get_backend
+from .budget import layer_budget
 from .layer import LayerOutput
+
+log = logging.getLogger(__name__)
+_BUDGET_ROUTED: dict[str, bool] = {}  # backends whose budgeted layers were rerouted (logged once each)
 
 
 @dataclass
@@ -30,17 +35,32 @@ class Layer:
     def name(self) -> str:
         return self.spec.name
 
-    def run(self, x: np.ndarray, threshold: float) -> LayerOutput:
+    def run(self, x: np.ndarray, threshold: float, budget: float | None = None) -> LayerOutput:
+        """budget: None or a share in (0, 1] of the full layer's FLOPs (service/engine/budget.py)."""
         backward = self.spec.direction == "backward"
         if backward:
             x = np.ascontiguousarray(x[::-1])
-        if self.backend.name == "reference":
-            out = self.cell.reference(self.weights, x, threshold)
+        lb = layer_budget(self.cell, self.weights, x.shape[0], budget)
+        if lb is not None and not self.cell.honours_budget:
+            raise ValueError(f"cell '{self.cell.name}' cannot honour a FLOP budget")
+        backend = self.backend
+        if lb is not None and not backend.enforces_budget:
+            backend = self._budget_backend()
+        if backend.name == "reference":
+            out = self.cell.reference(self.weights, x, threshold, *([lb] if lb is not None else []))
         else:
-            out = self.backend.run_layer(self.weights, x, threshold)
+            out = backend.run_layer(self.weights, x, threshold, *([lb] if lb is not None else []))
         if backward:
             out = LayerOutput(np.ascontiguousarray(out.hs[::-1]), out.skim[::-1].copy(), out.p_skim[::-1].copy())
         return out
+
+    def _budget_backend(self) -> Backend:
+        b = budget_backend(self.cell.name)
+        if not _BUDGET_ROUTED.get(self.backend.name):
+            _BUDGET_ROUTED[self.backend.name] = True
+            log.info("backend '%s' cannot enforce a FLOP budget; budgeted layers run on '%s'", self.backend.name,
+                     b.name)
+        return b
 
     def cost(self, out: LayerOutput) -> LayerCost:
         return self.cell.cost(self.weights, len(out.skim), out.skimmed)
@@ -64,6 +84,7 @@ class LayerStack:
         for spec in manifest.layers:
             cell = get_cell(manifest.layer_cell(spec))
             w = cell.weights(weights, spec.prefix)
+            cell.check_manifest(w, manifest, spec.prefix)
             self.layers.append(Layer(spec, cell, w, get_backend(kernel, cell.name)))
         self.depths = sorted({layer.spec.depth for layer in self.layers})
         self._check_sizes()
@@ -109,14 +130,29 @@ class LayerStack:
             return [float(t) for t in threshold]
         return [float(threshold)] * len(self.depths)
 
-    def run(self, x: np.ndarray, threshold: float | list[float]) -> tuple[np.ndarray, list[LayerResult]]:
-        """x (T, input_size) -> the top depth's hidden states (T, output_size) and every layer's result."""
+    @property
+    def honours_budget(self) -> bool:
+        """A budget < 1 can be enforced: every layer skims and its cell takes a budget (a plain LSTM layer
+        would spend its full cost whatever the budget)."""
+        return all(layer.cell.skims and layer.cell.honours_budget for layer in self.layers)
+
+    def floor_share(self) -> float:
+        """The least share of the full recurrent FLOPs a budget can reach (every token skimmed)."""
+        from .budget import floor_share
+
+        return max((floor_share(layer.cell, layer.weights) for layer in self.layers if layer.cell.skims),
+                   default=1.0)
+
+    def run(self, x: np.ndarray, threshold: float | list[float],
+            budget: float | None = None) -> tuple[np.ndarray, list[LayerResult]]:
+        """x (T, input_size) -> the top depth's hidden states (T, output_size) and every layer's result.
+        budget caps every layer at that share of its full FLOPs (service/engine/budget.py)."""
         results = []
         for depth, thr in zip(self.depths, self.thresholds_for(threshold)):
             outs = []
             for layer in self.by_depth(depth):
                 t0 = time.perf_counter()
-                out = layer.run(x, thr)
+                out = layer.run(x, thr, budget)
                 results.append(LayerResult(layer, out, thr, time.perf_counter() - t0))
                 outs.append(out.hs)
             x = outs[0] if len(outs) == 1 else np.ascontiguousarray(np.concatenate(outs, axis=1))

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..artifacts import Artifact
+from ..calibration import Calibration
 from ..engine.backends import get_backend
 from ..engine.stack import LayerResult, LayerStack
 from ..manifest import Manifest
-from ..tokenizer import Token, ids_of, tokenize_with_spans, words_of
+from ..tokenizer import Token, Vocabulary, embed_rows
 
 PAD, UNK = "<pad>", "<unk>"
 
@@ -76,14 +77,15 @@ class ServedModel:
         self.spec: Manifest = artifact.spec
         self.name = artifact.name
         self.version = str(self.spec.version)
-        self.index = {w: i for i, w in enumerate(artifact.vocab)}
-        self.unk_id = self.index[UNK]
+        self.vocabulary = Vocabulary(list(artifact.vocab), UNK)
+        self.index, self.unk_id = self.vocabulary.index, self.vocabulary.unk_id
         self.embedding = artifact.weights["embedding"]
         self.stack = LayerStack(self.spec, artifact.weights, kernel)
         if self.stack.input_size != self.input_width():
             raise ValueError(f"{self.name}: the first layer reads {self.stack.input_size} inputs, the model "
                              f"gives it {self.input_width()}")
         self.default_threshold = float(self.spec.default_threshold)
+        self.calibration = Calibration.from_manifest(self.manifest)  # None: not calibrated
         # Whole-model backends (ONNX Runtime runs the exported graph in one session): built once here.
         self.runner = get_backend(kernel, self.spec.cell).model_runner(artifact) if self.uses_runner(kernel) else None
         if self.runner is None:
@@ -109,13 +111,13 @@ class ServedModel:
 
     # --- text -> ids -------------------------------------------------------------
     def tokenize(self, text: str) -> list[Token]:
-        return tokenize_with_spans(text)
+        return self.vocabulary.tokenize(text)  # tokens with their ids in this model's vocabulary
 
     def to_ids(self, tokens: list[Token] | list[str]) -> np.ndarray:
-        return ids_of(words_of(tokens), self.index, self.unk_id)
+        return self.vocabulary.ids(tokens)
 
     def embed(self, ids: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(self.embedding[ids], dtype=np.float32)
+        return embed_rows(self.embedding, ids)
 
     def describe(self) -> dict:
         return {"name": self.name, "version": self.version, "task": self.task, "family": self.spec.cell,

@@ -23,6 +23,7 @@ class ClassifyResult:
     layer: LayerOutput          # the first layer's decisions (what explain=true shows)
     cost: Cost
     threshold: float
+    budget: float | None = None
 
 
 class Classifier(ServedModel):
@@ -45,11 +46,14 @@ class Classifier(ServedModel):
     def head_flops(self) -> int:
         return F.head_flops(self.stack.output_size, len(self.labels))
 
-    def forward_all(self, ids: np.ndarray, threshold: float) -> tuple[np.ndarray, list[LayerResult]]:
-        if self.runner is not None:  # one graph: its whole time is the layer's
+    def forward_all(self, ids: np.ndarray, threshold: float,
+                    budget: float | None = None) -> tuple[np.ndarray, list[LayerResult]]:
+        capped = budget is not None and budget < 1.0
+        if self.runner is not None and not capped:  # one graph: its whole time is the layer's
             (logits, out), seconds = timed(self.runner.forward, ids, threshold)
             return logits, [LayerResult(self.stack.layers[0], out, float(threshold), seconds)]
-        top, results = self.stack.run(self.embed(ids), threshold)
+        # a budget runs layer by layer (the ONNX graph has no budget input: the stack reroutes, logged)
+        top, results = self.stack.run(self.embed(ids), threshold, budget)
         h_last = top[-1] if len(ids) else np.zeros(self.stack.output_size, np.float32)
         return self.head_W @ h_last + self.head_b, results
 
@@ -63,16 +67,17 @@ class Classifier(ServedModel):
         lc = self.stack.layers[0].cost(out)
         return F.LayerCost(lc.tokens, lc.skimmed, lc.flops + self.head_flops, lc.flops_full + self.head_flops)
 
-    def classify_tokens(self, tokens: list[Token], threshold: float | None = None) -> ClassifyResult:
+    def classify_tokens(self, tokens: list[Token], threshold: float | None = None,
+                        budget: float | None = None) -> ClassifyResult:
         threshold = self.default_threshold if threshold is None else float(threshold)
         ids = self.to_ids(tokens)
-        (logits, results), seconds = timed(self.forward_all, ids, threshold)
+        (logits, results), seconds = timed(self.forward_all, ids, threshold, budget)
         z = logits - logits.max()
         probs = np.exp(z) / np.exp(z).sum()
         k = int(np.argmax(probs))
         cost = stack_cost(results, self.head_flops, seconds)
         return ClassifyResult(self.labels[k], k, {lab: float(p) for lab, p in zip(self.labels, probs)},
-                              logits, tokens, results[0].out, cost, threshold)
+                              logits, tokens, results[0].out, cost, threshold, budget)
 
-    def classify(self, text: str, threshold: float | None = None) -> ClassifyResult:
-        return self.classify_tokens(self.tokenize(text), threshold)
+    def classify(self, text: str, threshold: float | None = None, budget: float | None = None) -> ClassifyResult:
+        return self.classify_tokens(self.tokenize(text), threshold, budget)

@@ -110,17 +110,18 @@ class Reader(ServedModel):
     def extra_flops(self, T: int, J: int) -> int:
         return F.attention_flops(T, J, self.embedding.shape[1]) + F.span_head_flops(T, self.stack.output_size)
 
-    def forward(self, ctx_ids: np.ndarray, q_ids: np.ndarray, threshold) -> tuple[np.ndarray, np.ndarray, list]:
+    def forward(self, ctx_ids: np.ndarray, q_ids: np.ndarray, threshold,
+                budget: float | None = None) -> tuple[np.ndarray, np.ndarray, list]:
         """(start logits (T,), end logits (T,), every layer's result)."""
         x = self.embed(ctx_ids)
-        top, results = self.stack.run(self.attend(x, self.embed(q_ids)), threshold)
+        top, results = self.stack.run(self.attend(x, self.embed(q_ids)), threshold, budget)
         return top @ self.start_w + self.start_b[0], top @ self.end_w + self.end_b[0], results
 
     def answer_tokens(self, context: str, ctx_tokens: list[Token], q_tokens: list[Token], threshold=None,
-                      max_answer_tokens: int | None = None) -> Answer:
+                      max_answer_tokens: int | None = None, budget: float | None = None) -> Answer:
         threshold = self.default_threshold if threshold is None else threshold
         ids, qids = self.to_ids(ctx_tokens), self.to_ids(q_tokens)
-        (start, end, results), seconds = timed(self.forward, ids, qids, threshold)
+        (start, end, results), seconds = timed(self.forward, ids, qids, threshold, budget)
         i, j, score = decode_span(start, end, max_answer_tokens or self.max_answer_tokens)
         a, b = ctx_tokens[i].start, ctx_tokens[j].end
         cost = stack_cost(results, self.extra_flops(len(ids), len(qids)), seconds)

@@ -8,10 +8,14 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Params:
-    """Per-request knobs shared by every task. threshold: one value, or one per layer depth."""
+    """Per-request knobs shared by every task. threshold: one value, or one per layer depth.
+    budget: None or the share (0, 1] of the full model's FLOPs the request may spend (engine/budget.py).
+    threshold_source: why this threshold: request, budget, default or load (dataplane.params)."""
     threshold: float | tuple[float, ...]
     explain: bool = False
     extra: dict = field(default_factory=dict)
+    budget: float | None = None
+    threshold_source: str = "default"
 
 
 class Task:

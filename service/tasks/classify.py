@@ -35,7 +35,7 @@ class ClassifyTask(Task):
     def run(self, model, items, params: Params, limits):
         where = ["text"] if len(items) == 1 else [f"texts[{i}]" for i in range(len(items))]
         tokenized = [tokenize_checked(model, text, limits, w) for text, w in zip(items, where)]
-        results = [model.classify_tokens(tokens, params.threshold) for tokens in tokenized]
+        results = [model.classify_tokens(tokens, params.threshold, params.budget) for tokens in tokenized]
         from .. import metrics  # not at import: the CLI imports tasks before it sets up multiprocess metrics
 
         metrics.record_threshold(model.name, params.threshold)

@@ -49,7 +49,8 @@ class QATask(Task):
             where = f"items[{k}]." if len(items) > 1 else ""
             tokenized.append((tokenize_checked(model, context, limits, where + "context"),
                               tokenize_checked(model, question, limits, where + "question")))
-        answers = [model.answer_tokens(context, ct, qt, params.threshold, limits.max_answer_tokens)
+        answers = [model.answer_tokens(context, ct, qt, params.threshold, limits.max_answer_tokens,
+                                   budget=params.budget)
                    for (context, _), (ct, qt) in zip(items, tokenized)]
         from .. import metrics  # not at import: the CLI imports tasks before it sets up multiprocess metrics
 
