@@ -34,6 +34,8 @@ EXPECTED = {
     "onnx_threads": ("SKIMSERVE_ONNX_THREADS", 1),
     "onnx_opt_level": ("SKIMSERVE_ONNX_OPT_LEVEL", "all"),
     "torch_device": ("SKIMSERVE_TORCH_DEVICE", "cuda"),
+    "gpu_batch_size": ("SKIMSERVE_GPU_BATCH_SIZE", 1),
+    "gpu_batch_wait_ms": ("SKIMSERVE_GPU_BATCH_WAIT_MS", 0.0),
     "log_level": ("SKIMSERVE_LOG_LEVEL", "info"),
     "access_log": ("SKIMSERVE_ACCESS_LOG", False),
     "latency_objective_ms": ("SKIMSERVE_LATENCY_OBJECTIVE_MS", 0.0),
@@ -44,7 +46,8 @@ OTHER = {"models_dir": "/m", "host": "0.0.0.0", "port": "9001", "workers": "3", 
          "default_model": "sst2-skim", "max_text_bytes": "10", "max_tokens": "11", "max_batch": "12",
          "max_answer_tokens": "30", "pool_threads": "5", "max_queue": "0", "inline_max_bytes": "0",
          "fast_path": "false", "onnx_threads": "2",
-         "onnx_opt_level": "basic", "torch_device": "cuda:1", "log_level": "debug",
+         "onnx_opt_level": "basic", "torch_device": "cuda:1", "gpu_batch_size": "16",
+         "gpu_batch_wait_ms": "2.5", "log_level": "debug",
          "access_log": "true", "latency_objective_ms": "20.0", "min_threshold": "0.2"}
 
 
