@@ -1,7 +1,8 @@
 """Per-token model time of a Skim-LSTM layer on a torch device, side by side in one run: the no-sync paths of
 gpu_skim.py (fused Triton kernel with 4/8/16 warps, CUDA graph, eager loop), the first version (per-token
 host sync, mode "sync") and cuDNN's dense nn.LSTM of the same size (the reference point of issue 23).
-Batch 1 at several lengths, then batches of 8 and 64 texts (fused vs cuDNN). Each figure is the median of
+The compiled CPU kernel (service/engine/fast.py, one thread) on the same layer where it is built. Batch 1 at
+several lengths, then batches of 8 and 64 texts (fused vs cuDNN). Each figure is the median of
 `--reps` timed calls after warm-up, host arrays in and out (the served path's work). Every skim mode's
 decisions are checked against the NumPy reference in the same run (a mismatch is recorded and fails).
 
@@ -78,6 +79,16 @@ def main(argv=None) -> int:
         row = {"batch": 1, "tokens": T, "skim_rate": ref.skimmed / T, "us_per_token": {}}
         row["us_per_token"]["cudnn-dense" if cuda else "torch-dense"] = 1e6 * _time(
             lambda: gpu.run_layers_on(dense, [x], [1.0], dev), args.reps) / T
+        try:  # the CPU's best on the same layer (the compiled C kernel, one thread), for CPU vs GPU
+            from service.engine import fast
+
+            fast.prepare(w)
+            row["us_per_token"]["cpu-fast-kernel"] = 1e6 * _time(lambda: fast.run_layer(w, x, args.threshold),
+                                                                 args.reps) / T
+            if not np.array_equal(fast.run_layer(w, x, args.threshold).skim, ref.skim):
+                mismatches.append({"mode": "cpu-fast-kernel", "tokens": T})
+        except ImportError:
+            pass
         variants = [(m, None) for m in modes if m != "fused"]
         if "fused" in modes:
             variants += [("fused", wp) for wp in (4, 8, 16)]
