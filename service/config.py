@@ -107,6 +107,10 @@ class Settings(BaseSettings):
                               "server parallelises across requests)")
     onnx_opt_level: OnnxOptLevel = Field("all", description="ONNX Runtime graph optimisation level")
     torch_device: str = Field("cuda", description="torch device of the torch-cuda kernel (e.g. cuda:1)")
+    gpu_batch_size: int = Field(1, ge=1, le=1024, description="torch kernels: concurrent requests' calls of a layer "
+                                "batched up to this many texts (1: no batching; docs/gpu.md)")
+    gpu_batch_wait_ms: float = Field(0.0, ge=0, le=100, description="torch kernels: how long a batch that is not "
+                                     "full waits for more (0: only what queued while the device was busy)")
     # --- logging ---
     log_level: LogLevel = Field("info", description="uvicorn and skimserve log level")
     access_log: bool = Field(False, description="uvicorn's line per request (off: it costs tens of "

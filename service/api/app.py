@@ -96,7 +96,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     """A registry that is already loaded (tests) is served as is; otherwise the startup loads it."""
     settings = settings or Settings.from_env()
     configure_backends(onnx_threads=settings.onnx_threads, onnx_opt_level=settings.onnx_opt_level,
-                       torch_device=settings.torch_device)
+                       torch_device=settings.torch_device, gpu_batch_size=settings.gpu_batch_size,
+                       gpu_batch_wait_ms=settings.gpu_batch_wait_ms)
     registry = registry or Registry(settings.models_dir, settings.kernel, settings.default_model)
 
     @asynccontextmanager

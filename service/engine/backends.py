@@ -155,12 +155,22 @@ class TorchBackend(Backend):
     def __init__(self, name: str, device: str | None):
         self.name, self.device = name, device
 
+    _batcher = None
+
     def load(self):
         from . import gpu  # ImportError without torch or, for torch-cuda, without CUDA
 
         self._fn = gpu.load(self.name)
+        size, wait = OPTIONS["gpu_batch_size"], OPTIONS["gpu_batch_wait_ms"]
+        if size > 1 and self._batcher is None:  # dynamic batching (gpu_batch.py), one batcher per backend
+            from .gpu_batch import LayerBatcher
+
+            device = self.device or OPTIONS["torch_device"]
+            self._batcher = LayerBatcher(lambda w, xs, thr: gpu.run_layers_on(w, xs, thr, device), size, wait)
 
     def run_layer(self, w, x, threshold, budget=None):
+        if self._batcher is not None and budget is None:
+            return self._batcher.run(w, x, threshold)
         return self._fn(w, x, threshold, budget)
 
     def layer_kernel(self):
@@ -171,7 +181,8 @@ BACKENDS: dict[str, Backend] = {}
 
 # Backend options, from the server's Settings (service/config.py declares them; create_app calls configure);
 # the engine reads no environment variable itself.
-OPTIONS = {"onnx_threads": 1, "onnx_opt_level": "all", "torch_device": "cuda"}
+OPTIONS = {"onnx_threads": 1, "onnx_opt_level": "all", "torch_device": "cuda", "gpu_batch_size": 1,
+           "gpu_batch_wait_ms": 0.0}
 
 
 def configure(**options) -> None:

@@ -2,11 +2,13 @@
 
 - Plain LSTM layers run as one torch.nn.LSTM call (cuDNN on CUDA) with the artifact's weights copied
   in: the gate order i, f, g, o is torch's; the summed bias goes into bias_ih, bias_hh is zero.
-- Skim-LSTM layers run a per-token loop on the device. The input projections of all tokens (big cell,
-  small cell, decision layer) are computed in one matrix product up front; each step then computes
-  the decision from h_{t-1}, reads p_skim back to the host (a device->host sync per token: that is the
-  price of data-dependent control flow on a GPU) and applies the canonical rule of layer.decide:
-  skim iff float32(p_skim) > float32(threshold). Then it runs either the big or the small cell.
+- Skim-LSTM layers run on the device with no host round-trip inside the sequence (gpu_skim.py: the
+  decision taken on the device, both cells computed, the result selected; one fused Triton kernel on
+  CUDA, a CUDA graph without Triton, an eager loop on CPU). run_layers_on runs a batch of texts at once
+  (the dynamic batcher, gpu_batch.py, calls it). mode="sync" keeps the first version for comparison: a
+  per-token loop that reads p_skim back to the host at every token (a device->host sync per token) and
+  then runs either the big or the small cell.
+  Every mode applies the canonical rule of layer.decide: skim iff float32(p_skim) > float32(threshold).
 
 torch is imported lazily: the runtime never needs it unless this kernel is chosen. TF32 is turned off
 so results match the float32 NumPy reference (to ~1e-5) and decisions are identical.
@@ -72,6 +74,11 @@ class _Prepared:
         self.W_hh = t(w.W_hh)          # (4d, d)
         self.Ws_hh = t(w.Ws_hh)        # (4ds, d)
         self.Wd_h = t(w.Wd[:, e:])     # (2, d)
+        # gpu_skim: one recurrent product per step over [W_hh; Ws_hh; Wd_h], captured graphs per bucket
+        self.W_rec = torch.cat([self.W_hh, self.Ws_hh, self.Wd_h]).contiguous()
+        self.P = self.W_rec.shape[0]
+        self.graphs: dict = {}
+        self.graph_lock = threading.Lock()
 
 
 _cache: dict[tuple[int, str], _Prepared] = {}
@@ -98,10 +105,57 @@ def _cell(gates, c, n):
     return o * torch.tanh(c_new), c_new
 
 
-def run_layer_on(w: LayerWeights, x: np.ndarray, threshold: float, device="cuda", budget=None) -> LayerOutput:
+def run_layers_on(w: LayerWeights, xs: list[np.ndarray], thresholds: list[float], device="cuda",
+                  mode: str | None = None, budgets=None) -> list[LayerOutput]:
+    """A batch of texts through one layer, each with its own threshold. mode: gpu_skim.MODES (None: the
+    device's default) or "sync" (the per-token host-sync loop, one text at a time). A FLOP budget
+    (service/engine/budget.py) is a host-side rule per token, so a skim layer with one runs on "sync"."""
     torch = _import_torch()
     device = torch.device(device)
     p = _prepared(w, device)
+    budgets = budgets or [None] * len(xs)
+    if mode == "sync" or not xs or (w.skims and any(b is not None for b in budgets)):
+        return [_run_sync(torch, p, w, x, thr, device, b) for x, thr, b in zip(xs, thresholds, budgets)]
+    with torch.inference_mode():
+        if not w.skims:
+            return _run_dense(torch, p, xs, device)
+        from . import gpu_skim
+
+        outs = gpu_skim.run_batch(torch, p, [np.asarray(x, np.float32) for x in xs], thresholds, mode)
+    d = p.d
+    return [LayerOutput(np.ascontiguousarray(o[:, :d]), o[:, d + 1] > 0.5, np.ascontiguousarray(o[:, d]))
+            for o in outs]
+
+
+def _run_dense(torch, p, xs, device) -> list[LayerOutput]:
+    """cuDNN over the batch: packed sequences, so a short text does not pay for a long one."""
+    lengths = [int(x.shape[0]) for x in xs]
+    empty = lambda: LayerOutput(np.zeros((0, p.d), np.float32), np.zeros(0, bool), np.zeros(0, np.float32))  # noqa: E731
+    live = [i for i, n in enumerate(lengths) if n]
+    outs = [empty() for _ in xs]
+    if not live:
+        return outs
+    ts = [torch.as_tensor(np.ascontiguousarray(xs[i], np.float32)).to(device) for i in live]
+    if len(ts) == 1:
+        hs = p.lstm(ts[0].unsqueeze(1))[0][:, 0].cpu().numpy()
+        per = [hs]
+    else:
+        packed = torch.nn.utils.rnn.pack_sequence(ts, enforce_sorted=False)
+        padded, _ = torch.nn.utils.rnn.pad_packed_sequence(p.lstm(packed)[0])
+        host = padded.cpu().numpy()  # (T_max, B, d)
+        per = [np.ascontiguousarray(host[:lengths[i], j]) for j, i in enumerate(live)]
+    for i, hs in zip(live, per):
+        n = lengths[i]
+        outs[i] = LayerOutput(hs, np.zeros(n, bool), np.zeros(n, np.float32))
+    return outs
+
+
+def run_layer_on(w: LayerWeights, x: np.ndarray, threshold: float, device="cuda", budget=None,
+                 mode: str | None = None) -> LayerOutput:
+    return run_layers_on(w, [x], [threshold], device, mode, [budget])[0]
+
+
+def _run_sync(torch, p, w, x, threshold, device, budget=None) -> LayerOutput:
     T, d, ds = x.shape[0], p.d, p.ds
     skim = np.zeros(T, bool)
     p_skim = np.zeros(T, np.float32)
