@@ -39,12 +39,16 @@ def test_schemathesis_finds_nothing(tmp_path):
         r = subprocess.run([sys.executable, "-c", cli, "--config-file", str(CONFIG), "run", f"{url}/openapi.json",
                             "--checks", "all", "--phases", "examples,coverage,fuzzing,stateful",
                             "--max-examples", EXAMPLES, "--seed", SEED, "--workers", "1", "--request-timeout", "10",
-                            "--suppress-health-check", "all", "--continue-on-failure", "--no-color"],
+                            "--suppress-health-check", "all", "--continue-on-failure", "--no-color",
+                            # /v2's request schema is the protocol's generic tensor list, which cannot name a
+                            # model's inputs, so schema-valid-but-wrong tensors are rightly 400s there:
+                            # tests/test_oip_fuzz.py fuzzes /v2 for what its Must-show asks (no 5xx)
+                            "--exclude-path-regex", "^/v2"],
                            capture_output=True, text=True, timeout=600, cwd=tmp_path)  # its cache: not in the repo
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-15000:]
     assert ("POST", "/classify") in operations and ("POST", "/qa") in operations
-    n = len(operations)
-    assert f"Selected: {n}/{n}" in out and f"Tested: {n}" in out, out[-3000:]  # every operation
+    n, k = len(operations), sum(not path.startswith("/v2") for _, path in operations)
+    assert f"Selected: {k}/{n}" in out and f"Tested: {k}" in out, out[-3000:]  # every operation but /v2
     assert "No issues found" in out, out[-5000:]
     assert "Traceback" not in (tmp_path / "server.log").read_text()
