@@ -131,66 +131,90 @@ static void fold_unicode(const Py_UCS4 *u, Py_ssize_t n, unsigned char *s) {
     }
 }
 
-static PyObject *pack(PyObject *words, int32_t *spans, Py_ssize_t count) {
+/* (first, spans as bytes of int32 pairs) */
+static PyObject *pack(PyObject *first, const int32_t *spans, Py_ssize_t count) {
     PyObject *packed = PyBytes_FromStringAndSize((const char *)spans, (Py_ssize_t)(2 * sizeof(int32_t) * count));
     if (!packed) return NULL;
-    PyObject *out = PyTuple_Pack(2, words, packed);
+    PyObject *out = PyTuple_Pack(2, first, packed);
     Py_DECREF(packed);
     return out;
 }
 
-/* scan(text) -> (words, spans): spans = bytes of int32 (start, end) pairs into text; words = each token
- * lower-cased (ASCII: from the lowered copy; other text: str.lower() of the slice, as the regex path does).
- * text must be shorter than 2**31 characters. Non-ASCII text must be NFC already (tokenizer.py does it). */
-static PyObject *scan(PyObject *self, PyObject *args) {
-    PyObject *text;
-    if (!PyArg_ParseTuple(args, "U", &text)) return NULL;
+/* One text through the machine: s = its lowered (ASCII) or folded (other text) bytes, the token spans. */
+typedef struct {
+    int ascii;
+    unsigned char *s;
+    int32_t *spans;
+    Py_ssize_t count;
+} scanned;
+
+static void scanned_free(scanned *r) {
+    PyMem_Free(r->s);
+    PyMem_Free(r->spans);
+}
+
+/* 0, or -1 with an exception (r's buffers are then already freed). text must be shorter than 2**31
+ * characters; non-ASCII text must be NFC already (tokenizer.py does it). */
+static int scan_text(PyObject *text, const char *who, scanned *r) {
     Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    r->s = NULL;
+    r->spans = NULL;
     if (n > INT32_MAX) {
-        PyErr_SetString(PyExc_ValueError, "scan: text too long");
-        return NULL;
+        PyErr_Format(PyExc_ValueError, "%s: text too long", who);
+        return -1;
     }
-    int ascii = PyUnicode_IS_ASCII(text);
-    unsigned char *s = PyMem_Malloc(n ? (size_t)n : 1);
-    int32_t *spans = PyMem_Malloc(2 * sizeof(int32_t) * (size_t)(n ? n : 1));
-    Py_UCS4 *u = NULL;
-    PyObject *words = NULL, *out = NULL;
-    if (!s || !spans) {
+    r->ascii = PyUnicode_IS_ASCII(text);
+    r->s = PyMem_Malloc(n ? (size_t)n : 1);
+    r->spans = PyMem_Malloc(2 * sizeof(int32_t) * (size_t)(n ? n : 1));
+    if (!r->s || !r->spans) {
+        scanned_free(r);
         PyErr_NoMemory();
-        goto done;
+        return -1;
     }
-    if (ascii) {
+    if (r->ascii) {
         const unsigned char *src = PyUnicode_1BYTE_DATA(text);
         for (Py_ssize_t i = 0; i < n; i++) {
             unsigned char c = src[i];
-            s[i] = (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
+            r->s[i] = (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
         }
     } else {
-        u = PyUnicode_AsUCS4Copy(text);
-        if (!u) goto done;
-        fold_unicode(u, n, s);
-    }
-    Py_ssize_t count = machine(s, n, spans);
-    words = PyList_New(count);
-    if (!words) goto done;
-    for (Py_ssize_t k = 0; k < count; k++) {
-        Py_ssize_t a = spans[2 * k], b = spans[2 * k + 1];
-        PyObject *w;
-        if (ascii) {
-            w = PyUnicode_FromStringAndSize((const char *)s + a, b - a);
-        } else {
-            PyObject *slice = PyUnicode_Substring(text, a, b);
-            w = slice ? PyObject_CallMethod(slice, "lower", NULL) : NULL;
-            Py_XDECREF(slice);
+        Py_UCS4 *u = PyUnicode_AsUCS4Copy(text);
+        if (!u) {
+            scanned_free(r);
+            return -1;
         }
+        fold_unicode(u, n, r->s);
+        PyMem_Free(u);
+    }
+    r->count = machine(r->s, n, r->spans);
+    return 0;
+}
+
+/* str.lower() of text[a:b], as the regex path lower-cases a match (non-ASCII text) */
+static PyObject *lower_slice(PyObject *text, Py_ssize_t a, Py_ssize_t b) {
+    PyObject *slice = PyUnicode_Substring(text, a, b);
+    PyObject *w = slice ? PyObject_CallMethod(slice, "lower", NULL) : NULL;
+    Py_XDECREF(slice);
+    return w;
+}
+
+/* scan(text) -> (words, spans): spans = bytes of int32 (start, end) pairs into text; words = each token
+ * lower-cased (ASCII: from the lowered copy; other text: str.lower() of the slice). */
+static PyObject *scan(PyObject *self, PyObject *args) {
+    PyObject *text, *words, *out = NULL;
+    scanned r;
+    if (!PyArg_ParseTuple(args, "U", &text) || scan_text(text, "scan", &r) < 0) return NULL;
+    words = PyList_New(r.count);
+    if (!words) goto done;
+    for (Py_ssize_t k = 0; k < r.count; k++) {
+        Py_ssize_t a = r.spans[2 * k], b = r.spans[2 * k + 1];
+        PyObject *w = r.ascii ? PyUnicode_FromStringAndSize((const char *)r.s + a, b - a) : lower_slice(text, a, b);
         if (!w) goto done;
         PyList_SET_ITEM(words, k, w);
     }
-    out = pack(words, spans, count);
+    out = pack(words, r.spans, r.count);
 done:
-    PyMem_Free(s);
-    PyMem_Free(spans);
-    PyMem_Free(u);
+    scanned_free(&r);
     Py_XDECREF(words);
     return out;
 }
@@ -335,49 +359,23 @@ static PyObject *vocab_table(PyObject *self, PyObject *args) {
  * text's tokens in one pass, no str object per token (ASCII: the lowered bytes are looked up directly;
  * other text, NFC already: str.lower() of each token's slice, as the regex path, then its UTF-8). */
 static PyObject *scan_ids(PyObject *self, PyObject *args) {
-    PyObject *text, *table;
+    PyObject *text, *table, *idbytes, *out = NULL;
     long long unk;
-    if (!PyArg_ParseTuple(args, "UOL", &text, &table, &unk)) return NULL;
     vocab_view v;
-    if (vocab_of(table, &v) < 0) return NULL;
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
-    if (n > INT32_MAX) {
-        PyErr_SetString(PyExc_ValueError, "scan_ids: text too long");
+    scanned r;
+    if (!PyArg_ParseTuple(args, "UOL", &text, &table, &unk) || vocab_of(table, &v) < 0 ||
+        scan_text(text, "scan_ids", &r) < 0)
         return NULL;
-    }
-    int ascii = PyUnicode_IS_ASCII(text);
-    unsigned char *s = PyMem_Malloc(n ? (size_t)n : 1);
-    int32_t *spans = PyMem_Malloc(2 * sizeof(int32_t) * (size_t)(n ? n : 1));
-    Py_UCS4 *u = NULL;
-    PyObject *idbytes = NULL, *packed = NULL, *out = NULL;
-    if (!s || !spans) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    if (ascii) {
-        const unsigned char *src = PyUnicode_1BYTE_DATA(text);
-        for (Py_ssize_t i = 0; i < n; i++) {
-            unsigned char c = src[i];
-            s[i] = (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
-        }
-    } else {
-        u = PyUnicode_AsUCS4Copy(text);
-        if (!u) goto done;
-        fold_unicode(u, n, s);
-    }
-    Py_ssize_t count = machine(s, n, spans);
-    idbytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(int64_t) * count);
+    idbytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(int64_t) * r.count);
     if (!idbytes) goto done;
     int64_t *dst = (int64_t *)PyBytes_AS_STRING(idbytes);
-    for (Py_ssize_t k = 0; k < count; k++) {
-        Py_ssize_t a = spans[2 * k], b = spans[2 * k + 1];
+    for (Py_ssize_t k = 0; k < r.count; k++) {
+        Py_ssize_t a = r.spans[2 * k], b = r.spans[2 * k + 1];
         long long id;
-        if (ascii) {
-            id = vocab_find(&v, s + a, b - a);
+        if (r.ascii) {
+            id = vocab_find(&v, r.s + a, b - a);
         } else {
-            PyObject *slice = PyUnicode_Substring(text, a, b);
-            PyObject *w = slice ? PyObject_CallMethod(slice, "lower", NULL) : NULL;
-            Py_XDECREF(slice);
+            PyObject *w = lower_slice(text, a, b);
             if (!w) goto done;
             Py_ssize_t len;
             const char *utf8 = PyUnicode_AsUTF8AndSize(w, &len);
@@ -387,14 +385,10 @@ static PyObject *scan_ids(PyObject *self, PyObject *args) {
         }
         dst[k] = id < 0 ? (int64_t)unk : (int64_t)id;
     }
-    packed = PyBytes_FromStringAndSize((const char *)spans, (Py_ssize_t)(2 * sizeof(int32_t) * count));
-    if (packed) out = PyTuple_Pack(2, idbytes, packed);
+    out = pack(idbytes, r.spans, r.count);
 done:
-    PyMem_Free(s);
-    PyMem_Free(spans);
-    PyMem_Free(u);
+    scanned_free(&r);
     Py_XDECREF(idbytes);
-    Py_XDECREF(packed);
     return out;
 }
 
