@@ -28,7 +28,7 @@ from ..pool import QueueFull
 from ..registry import UnknownModel
 from .body import collect_body, is_json, parse_body
 from .errors import CLIENT_CLOSED, RETRY_AFTER_S
-from .routes import parse_thresholds
+from .inputs import parse_thresholds
 from .schemas import ClassifyRequest, QARequest
 
 log = logging.getLogger(__name__)
@@ -68,14 +68,19 @@ def query_params(raw: bytes, allowed: frozenset[str]) -> dict[str, str]:
     return params
 
 
+def plain_share(raw: str) -> float:
+    """A number in [0, 1] written plainly (PLAIN_NUMBER), or Fallback: the route judges anything else."""
+    if not PLAIN_NUMBER.fullmatch(raw) or raw == "." or float(raw) > 1.0:
+        raise Fallback
+    return float(raw)
+
+
 def threshold_of(params: dict[str, str]):
     """None (the model's default), one float, or a list of per-layer floats (`thresholds`, /qa only).
     `threshold` is checked even when `thresholds` overrides it, as the route does."""
     raw, single = params.get("threshold"), None
     if raw is not None:
-        if not PLAIN_NUMBER.fullmatch(raw) or raw == "." or float(raw) > 1.0:
-            raise Fallback
-        single = float(raw)
+        single = plain_share(raw)
     if "thresholds" in params:
         try:
             return parse_thresholds(params["thresholds"])
@@ -89,9 +94,10 @@ def budget_of(params: dict[str, str]) -> float | None:
     raw = params.get("budget")
     if raw is None:
         return None
-    if not PLAIN_NUMBER.fullmatch(raw) or raw == "." or not 0.0 < float(raw) <= 1.0:
+    value = plain_share(raw)
+    if value == 0.0:
         raise Fallback
-    return float(raw)
+    return value
 
 
 def flag_of(params: dict[str, str], name: str) -> bool:
