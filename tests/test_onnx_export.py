@@ -97,3 +97,13 @@ def test_cli_all_without_torch(models, tmp_path):
     assert proc.returncode == 0, proc.stderr
     for name in ("tiny-skim", "tiny-lstm"):
         assert "model.onnx" in load_artifact(root / name).manifest["files"]
+
+
+def test_memory_export_is_the_file(models, tmp_path):
+    """The server's in-memory graph (what shipped models use: they carry no model.onnx) is the exporter's file."""
+    root = tmp_path / "models"
+    shutil.copytree(models, root)
+    for name in ("tiny-skim", "tiny-lstm"):
+        in_memory = export_model(load_artifact(root / name)).SerializeToString()
+        export_artifact(root / name)
+        assert (root / name / "model.onnx").read_bytes() == in_memory

@@ -1,5 +1,6 @@
 """What every peer shares: skimserve's tokenizer and vocabulary, and ONNX Runtime on the model's exported
-model.onnx (the same graph and weights skimserve ships). Only the serving framework around it differs."""
+graph (model.onnx if the folder has one, else the graph skimserve's exporter builds from the shipped weights,
+byte-identical to the file `python -m training.export_onnx` writes). Only the serving framework around it differs."""
 from __future__ import annotations
 
 import os
@@ -19,7 +20,15 @@ class OnnxClassifier:
         self.unk = self.ids.get("<unk>", 1)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1  # as skimserve's default: parallel across requests, not inside one
-        self.session = ort.InferenceSession(str(model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        onnx_file = model_dir / "model.onnx"
+        if onnx_file.exists():
+            graph = onnx_file.read_bytes()
+        else:
+            from service.artifacts import load_artifact
+            from service.onnx_export import export_model
+
+            graph = export_model(load_artifact(model_dir)).SerializeToString()
+        self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         self.has_threshold = any(i.name == "threshold" for i in self.session.get_inputs())
 
     def __call__(self, text: str, threshold: float = 0.5) -> dict:
