@@ -88,7 +88,7 @@ def test_runnable_chain_is_the_manifests_with_only_locations_rewritten(name, cap
     assert previous == m["selection"]["chosen"]
     # then published beside the runs, never over the shipped folder, and evaluated there
     published = f"{WORK}/models/{name}"
-    tail = printed[len(printed) - (4 if m.get("default_threshold_selection") else 3):]
+    tail = printed[len(printed) - (2 + bool(m.get("onnx")) + bool(m.get("default_threshold_selection"))):]
     assert tail[0].startswith(f"python -m training.publish --name {name} --out-dir {WORK}/models")
     assert tail[0].endswith(f" {WORK}/{previous}")
     assert tail[-1] == f"python -m training.evaluate {published}"
