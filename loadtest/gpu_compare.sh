@@ -8,6 +8,9 @@
 # squad-lstm-att on SQuAD test questions, which need squad/test.json in the data dir); QA=only runs just
 # those. ONLY=name,name picks scenarios by name (run_matrix.py --only). MATRIX_TIMEOUT (s, default 520)
 # bounds the whole matrix: QA=1 at 20 s a run is 10 scenarios x 2 kernels, so give it ~600 or shorten RUN_TIME.
+# KERNELS (run_matrix.py --kernels, default cpu=fast,gpu=torch-cuda) sets each side's server settings, e.g.
+# 'cpu=fast;SKIMSERVE_WORKERS=16,gpu=torch-cuda;SKIMSERVE_GPU_BATCH_SIZE=64;SKIMSERVE_GPU_BATCH_WAIT_MS=1';
+# USERS (default 8) the concurrent users of the *-u<N> scenarios, a comma list (8,64).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PREFIX=${1:-gpu}; RUN_TIME=${2:-20s}
@@ -23,7 +26,7 @@ DEST=${OUT:-loadtest/results}/cpu-vs-gpu; mkdir -p "$DEST"
   $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version())"; } \
   > "$DEST/hardware.txt" 2>&1
 [ -f setup.py ] && $PY setup.py -q build_ext --inplace > "$DEST/build_fast.log" 2>&1
-$PY -m pytest -q -p no:cacheprovider tests/test_gpu_backend.py > "$DEST/gpu_backend_tests.txt" 2>&1
+$PY -m pytest -q -p no:cacheprovider tests/test_gpu_backend.py tests/test_gpu_batch.py > "$DEST/gpu_backend_tests.txt" 2>&1
 $PY -c "import service.api" || { echo "the server (service.api) does not import here" >&2; exit 1; }
 MATRIX_ARGS=()
 case "${QA:-}" in
@@ -32,8 +35,8 @@ case "${QA:-}" in
   *) MATRIX_ARGS+=(--qa) ;;
 esac
 [ -n "${ONLY:-}" ] && [ "${QA:-}" != only ] && MATRIX_ARGS+=(--only "$ONLY")
-timeout "${MATRIX_TIMEOUT:-520}" $PY loadtest/run_matrix.py --models-dir models --kernels cpu=fast,gpu=torch-cuda \
-  --run-time "$RUN_TIME" --prefix "$PREFIX" --results "$DEST" "${MATRIX_ARGS[@]}" > "$DEST/matrix.log" 2>&1
+timeout "${MATRIX_TIMEOUT:-520}" $PY loadtest/run_matrix.py --models-dir models --kernels "${KERNELS:-cpu=fast,gpu=torch-cuda}" \
+  --users "${USERS:-8}" --run-time "$RUN_TIME" --prefix "$PREFIX" --results "$DEST" "${MATRIX_ARGS[@]}" > "$DEST/matrix.log" 2>&1
 echo "run_matrix rc=$?" >> "$DEST/matrix.log"
 [ -n "${OUT:-}" ] && tar czf "$OUT/results.tgz" -C "$OUT" cpu-vs-gpu
 tail -5 "$DEST/matrix.log"; tail -3 "$DEST/gpu_backend_tests.txt"

@@ -95,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--label", default="", help="free text stored in meta.json, e.g. 'GPU torch-cuda'")
     ap.add_argument("--results-dir", default=str(RESULTS))
     ap.add_argument("--texts", type=int, default=None, help="texts sampled per task")
+    ap.add_argument("--processes", type=int, default=1,
+                    help="Locust worker processes (locust --processes): one process of HttpUsers tops out near "
+                         "a thousand requests a second, so many users need several to load a fast server")
     args = ap.parse_args(argv)
 
     host = loopback_only(args.host)
@@ -120,8 +123,14 @@ def main(argv: list[str] | None = None) -> int:
            "--host", host, "--users", str(args.users), "--spawn-rate", str(args.spawn_rate or args.users),
            "--run-time", f"{run_s}s", "--stop-timeout", "10", "--csv", str(out / "locust"),
            "--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0"]
+    raw_dir = out / "skim-raw"
+    if args.processes > 1:
+        cmd += ["--processes", str(args.processes)]
+        shutil.rmtree(raw_dir, ignore_errors=True)
+        raw_dir.mkdir()
+        env["SKIMSERVE_SKIM_RAW_DIR"] = str(raw_dir)
     meta = {"name": args.name, "label": args.label, "host": host, "users": args.users,
-            "spawn_rate": args.spawn_rate or args.users, "run_time_s": run_s, "tasks": args.tasks,
+            "spawn_rate": args.spawn_rate or args.users, "run_time_s": run_s, "locust_processes": args.processes, "tasks": args.tasks,
             "thresholds": env.get("SKIMSERVE_THRESHOLDS", "(locustfile default)"),
             "model": args.model, "short_model": args.short_model, "long_model": args.long_model,
             "qa_model": args.qa_model,
@@ -131,6 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     proc = subprocess.run(cmd, env=env, timeout=run_s + 90)
     meta["wall_s"] = round(time.time() - t0, 1)
     meta["locust_rc"] = proc.returncode
+    if args.processes > 1:  # one locust_skim.csv from every worker's samples
+        from skimlog import SkimLog
+
+        merged = SkimLog()
+        for part in sorted(raw_dir.glob("*.json")):
+            merged.merge_raw(part)
+        if merged.rows:
+            merged.write(out / "locust_skim.csv")
+        shutil.rmtree(raw_dir, ignore_errors=True)
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"wrote {out}")
     return proc.returncode

@@ -51,27 +51,33 @@ def pick_models(models_dir: Path) -> dict[str, str]:
 MODEL_KEYS = ("short_model", "long_model", "qa_model")
 
 
-def scenarios(m: dict[str, str], users_many: int, qa: bool = False) -> list[dict]:
-    out = [
-        {"name": "skim-short-u1", "tasks": "short", "short_model": m["short_skim"], "users": 1, "thr": SKIM_THRESHOLDS},
-        {"name": "skim-long-u1", "tasks": "long", "long_model": m["long_skim"], "users": 1, "thr": SKIM_THRESHOLDS},
-        {"name": f"skim-long-u{users_many}", "tasks": "long", "long_model": m["long_skim"], "users": users_many,
-         "thr": SKIM_THRESHOLDS},
-        {"name": "dense-short-u1", "tasks": "short", "short_model": m["short_dense"], "users": 1, "thr": "1.0"},
-        {"name": "dense-long-u1", "tasks": "long", "long_model": m["long_dense"], "users": 1, "thr": "1.0"},
-        {"name": f"dense-long-u{users_many}", "tasks": "long", "long_model": m["long_dense"], "users": users_many,
-         "thr": "1.0"},
-    ]
+def scenarios(m: dict[str, str], users_many: int | list[int], qa: bool = False) -> list[dict]:
+    """skim and dense, short and long texts, at 1 user and at each of `users_many` (e.g. [8, 64])."""
+    many = [users_many] if isinstance(users_many, int) else list(users_many)
+    out = []
+    for kind, thr in (("skim", SKIM_THRESHOLDS), ("dense", "1.0")):
+        for users in [1, *many]:
+            for length in ("short", "long"):
+                if length == "short" and users > 1 and users == many[0] and len(many) == 1:
+                    continue  # the classic matrix: short texts at 1 user only
+                out.append({"name": f"{kind}-{length}-u{users}", "tasks": length,
+                            f"{length}_model": m[f"{length}_{kind}"], "users": users, "thr": thr})
     if qa:
-        out += [
-            {"name": "skim-qa-u1", "tasks": "qa", "qa_model": m.get("qa_skim", ""), "users": 1, "thr": SKIM_THRESHOLDS},
-            {"name": f"skim-qa-u{users_many}", "tasks": "qa", "qa_model": m.get("qa_skim", ""), "users": users_many,
-             "thr": SKIM_THRESHOLDS},
-            {"name": "dense-qa-u1", "tasks": "qa", "qa_model": m.get("qa_dense", ""), "users": 1, "thr": "1.0"},
-            {"name": f"dense-qa-u{users_many}", "tasks": "qa", "qa_model": m.get("qa_dense", ""), "users": users_many,
-             "thr": "1.0"},
-        ]
+        for kind, thr in (("skim", SKIM_THRESHOLDS), ("dense", "1.0")):
+            for users in [1, *many]:
+                out.append({"name": f"{kind}-qa-u{users}", "tasks": "qa", "qa_model": m.get(f"qa_{kind}", ""),
+                            "users": users, "thr": thr})
     return [s for s in out if any(s.get(k) for k in MODEL_KEYS)]
+
+
+def parse_kernels(spec: str) -> list[tuple[str, str, dict[str, str]]]:
+    """'cpu=fast;SKIMSERVE_WORKERS=16,gpu=torch-cuda;SKIMSERVE_GPU_BATCH_SIZE=64' -> [(label, kernel, env)]."""
+    out = []
+    for item in filter(None, spec.split(",")):
+        head, *pairs = item.split(";")
+        label, kernel = head.split("=", 1)
+        out.append((label, kernel, dict(p.split("=", 1) for p in pairs)))
+    return out
 
 
 def warm_up(url: str, models: set[str], n: int = 5, qa_models: set[str] = frozenset()) -> None:
@@ -108,9 +114,14 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models-dir", default="models")
-    ap.add_argument("--kernels", default="cpu=fast,gpu=torch-cuda", help="label=kernel,...")
+    ap.add_argument("--kernels", default="cpu=fast,gpu=torch-cuda",
+                    help="label=kernel[;SETTING=value...],... e.g. 'cpu=fast;SKIMSERVE_WORKERS=16' (server settings "
+                         "per label: workers, GPU batching)")
     ap.add_argument("--run-time", default="20s")
-    ap.add_argument("--users", type=int, default=8, help="concurrent users of the *-u<N> scenarios")
+    ap.add_argument("--users", default="8", help="concurrent users of the *-u<N> scenarios, a comma list (8,64)")
+    ap.add_argument("--processes-above", type=int, default=16,
+                    help="runs with more users than this use --locust-processes Locust processes")
+    ap.add_argument("--locust-processes", type=int, default=4)
     ap.add_argument("--prefix", default="local")
     ap.add_argument("--results", default=str(HERE / "results"))
     ap.add_argument("--only", default="", help="comma list of scenario names to run")
@@ -120,18 +131,18 @@ def main(argv: list[str] | None = None) -> int:
 
     models_dir = Path(args.models_dir).resolve()
     picked = pick_models(models_dir)
-    plan = [s for s in scenarios(picked, args.users, qa=args.qa)
+    users_many = [int(u) for u in str(args.users).split(",") if u]
+    plan = [s for s in scenarios(picked, users_many if len(users_many) > 1 else users_many[0], qa=args.qa)
             if not args.only or s["name"] in args.only.split(",")]
     used = {s[k] for s in plan for k in MODEL_KEYS if s.get(k)}
     qa_models = {s["qa_model"] for s in plan if s.get("qa_model")}
     Path(args.results).mkdir(parents=True, exist_ok=True)
     summary = {"models": picked, "kernels": args.kernels, "run_time": args.run_time, "runs": []}
     rc = 0
-    for item in args.kernels.split(","):
-        label, kernel = item.split("=", 1)
+    for label, kernel, server_env in parse_kernels(args.kernels):
         log = Path(args.results) / f"server-{args.prefix}-{label}.log"
         t0 = time.time()
-        with running_server(models_dir, env={args.kernel_env: kernel}, timeout=120, log=log) as url:
+        with running_server(models_dir, env={args.kernel_env: kernel, **server_env}, timeout=120, log=log) as url:
             warm_up(url, used, qa_models=qa_models)
             for s in plan:
                 name = f"{args.prefix}-{label}-{s['name']}"
@@ -139,13 +150,15 @@ def main(argv: list[str] | None = None) -> int:
                 cmd = ["--host", url, "--name", name, "--users", str(s["users"]), "--run-time", args.run_time,
                        "--tasks", s["tasks"], "--thresholds", s["thr"], "--label", f"{label} {actual}",
                        "--results-dir", args.results]
+                if s["users"] > args.processes_above:
+                    cmd += ["--processes", str(args.locust_processes)]
                 for k in MODEL_KEYS:
                     if s.get(k):
                         cmd += [f"--{k.replace('_', '-')}", s[k]]
                 print(f"== {name}", flush=True)
                 r = run_headless.main(cmd)
                 rc = rc or r
-                summary["runs"].append({"name": name, "kernel": kernel, **s, "rc": r})
+                summary["runs"].append({"name": name, "kernel": kernel, "server_env": server_env, **s, "rc": r})
         summary.setdefault("server_wall_s", {})[label] = round(time.time() - t0, 1)
     (Path(args.results) / f"matrix-{args.prefix}.json").write_text(json.dumps(summary, indent=2) + "\n")
     return rc

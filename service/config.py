@@ -93,7 +93,8 @@ class Settings(BaseSettings):
                            "503 + Retry-After")
     inline_max_bytes: int = Field(4096, ge=0, description="request bodies up to this size run on the event "
                                   "loop (a thread hop costs more than their model time); larger ones on the "
-                                  "pool; 0 = always the pool")
+                                  "pool; 0 = always the pool (also what gpu_batch_size > 1 implies: batching needs "
+                                  "concurrent requests on the pool's threads)")
     fast_path: bool = Field(True, description="answer valid /classify and /qa requests in plain ASGI "
                             "(service/api/fast_path.py); false: every request through the FastAPI routes")
     # --- latency objective (service/loadcontrol.py) ---

@@ -126,6 +126,8 @@ class FastPath:
         settings = state.settings
         self.enabled, self.inline_max_bytes, self.max_body = (settings.fast_path, settings.inline_max_bytes,
                                                               settings.max_body_bytes)
+        if settings.gpu_batch_size > 1:  # inline runs one request at a time: the batcher would never see two
+            self.inline_max_bytes = -1
         self.max_text = settings.max_text_bytes
 
     async def __call__(self, scope, receive, send):
