@@ -1,5 +1,5 @@
 """Per-token model time of a Skim-LSTM layer on a torch device, side by side in one run: the no-sync paths of
-gpu_skim.py (fused Triton kernel with 4/8/16 warps, CUDA graph, eager loop), the first version (per-token
+gpu_skim.py (fused Triton kernel with 4/8/16/32 warps, CUDA graph, eager loop), the first version (per-token
 host sync, mode "sync") and cuDNN's dense nn.LSTM of the same size (the reference point of issue 23).
 The compiled CPU kernel (service/engine/fast.py, one thread) on the same layer where it is built. Batch 1 at
 several lengths, then batches of 8 and 64 texts (fused vs cuDNN). Each figure is the median of
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
             pass
         variants = [(m, None) for m in modes if m != "fused"]
         if "fused" in modes:
-            variants += [("fused", wp) for wp in (4, 8, 16)]
+            variants += [("fused", wp) for wp in (4, 8, 16, 32)]
         for mode, wp in variants:
             label = mode if wp is None else f"fused-w{wp}"
             out = run(mode, [x], [args.threshold], wp)[0]

@@ -142,6 +142,16 @@ def test_dense_batch_is_packed():
         np.testing.assert_allclose(out.hs, reference.run_layer(w, x, 0.5).hs, atol=1e-4)
 
 
+@pytest.mark.parametrize("ds", [0, 4])
+def test_reversed_views_are_accepted(ds):
+    """A backward direction hands the kernel x[::-1]; with one token NumPy calls that view contiguous but its
+    stride is negative, which torch refuses (the GPU server failed its start-up warm-up on this)."""
+    w = _layer(ds=ds, seed=17)
+    xs = [np.random.default_rng(18).standard_normal((n, 16)).astype(np.float32)[::-1] for n in (1, 6)]
+    for x, out in zip(xs, gpu.run_layers_on(w, xs, [0.5] * 2, "cpu")):
+        np.testing.assert_allclose(out.hs, reference.run_layer(w, np.ascontiguousarray(x), 0.5).hs, atol=1e-4)
+
+
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="unknown skim mode"):
         gpu.run_layer_on(_layer(seed=1), np.zeros((3, 16), np.float32), 0.5, "cpu", mode="nope")

@@ -29,6 +29,13 @@ _torch = None
 _lock = threading.Lock()
 
 
+
+def host_array(a) -> np.ndarray:
+    """float32, C order and no negative stride: a backward direction's reversed view of one token is
+    'contiguous' to NumPy (a size-1 axis) but torch refuses its negative stride."""
+    a = np.ascontiguousarray(a, np.float32)
+    return a if all(st >= 0 for st in a.strides) else a.copy()
+
 def _import_torch():
     global _torch
     if _torch is None:
@@ -135,7 +142,7 @@ def _run_dense(torch, p, xs, device) -> list[LayerOutput]:
     outs = [empty() for _ in xs]
     if not live:
         return outs
-    ts = [torch.as_tensor(np.ascontiguousarray(xs[i], np.float32)).to(device) for i in live]
+    ts = [torch.as_tensor(host_array(xs[i])).to(device) for i in live]
     if len(ts) == 1:
         hs = p.lstm(ts[0].unsqueeze(1))[0][:, 0].cpu().numpy()
         per = [hs]
@@ -162,7 +169,7 @@ def _run_sync(torch, p, w, x, threshold, device, budget=None) -> LayerOutput:
     if T == 0:
         return LayerOutput(np.zeros((0, d), np.float32), skim, p_skim)
     with torch.inference_mode():
-        xt = torch.as_tensor(np.ascontiguousarray(x, np.float32), device=device)
+        xt = torch.as_tensor(host_array(x), device=device)
         if not w.skims:
             hs, _ = p.lstm(xt.unsqueeze(1))
             return LayerOutput(hs[:, 0].cpu().numpy(), skim, p_skim)

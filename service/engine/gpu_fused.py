@@ -24,7 +24,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-NUM_WARPS = 8  # benchmarks/gpu_skim.py times 4, 8 and 16
+NUM_WARPS = 16  # the fastest of 4, 8, 16 and 32 on an H200 at d=100 (benchmarks/results/gpu_skim.md)
 
 
 @triton.jit
@@ -46,7 +46,7 @@ def _matvec(w_ptr, row0, rows, cols, mask, hb, D: tl.constexpr):
 
 @triton.jit
 def skim_lstm_kernel(proj_ptr, w_ptr, thr_ptr, start_ptr, len_ptr, out_ptr,
-                     D: tl.constexpr, DS: tl.constexpr, BD: tl.constexpr):
+                     D: tl.constexpr, DS: tl.constexpr, BD: tl.constexpr, BS: tl.constexpr):
     P: tl.constexpr = 4 * D + 4 * DS + 2
     b = tl.program_id(0)
     start = tl.load(start_ptr + b)
@@ -54,10 +54,13 @@ def skim_lstm_kernel(proj_ptr, w_ptr, thr_ptr, start_ptr, len_ptr, out_ptr,
     thr = tl.load(thr_ptr + b)
     rows = tl.arange(0, BD)
     cols = tl.arange(0, BD)
+    rs = tl.arange(0, BS)  # the small cell's rows: a BS x BD tile, not a masked BD x BD one
     rm = rows < D
     sm = rows < DS
+    rsm = rs < DS
     big_mask = rm[:, None] & (cols[None, :] < D)
-    small_mask = sm[:, None] & (cols[None, :] < D)
+    small_mask = rsm[:, None] & (cols[None, :] < D)
+    onehot = rows[:, None] == rs[None, :]  # (BD, BS): moves vectors between the d and the d' index spaces
     h = tl.zeros([BD], dtype=tl.float32)
     c = tl.zeros([BD], dtype=tl.float32)
     t = 0
@@ -80,18 +83,20 @@ def skim_lstm_kernel(proj_ptr, w_ptr, thr_ptr, start_ptr, len_ptr, out_ptr,
         h_big = _sigmoid(go) * _tanh(c_big)
         # small cell on the first d' units (it reads the whole h_{t-1})
         s0 = 4 * D
-        si = tl.load(row + s0 + rows, mask=sm, other=0.0) + _matvec(w_ptr, s0, rows, cols, small_mask, hb, D)
-        sf = tl.load(row + s0 + DS + rows, mask=sm, other=0.0) + _matvec(w_ptr, s0 + DS, rows, cols, small_mask,
-                                                                          hb, D)
-        sg = tl.load(row + s0 + 2 * DS + rows, mask=sm, other=0.0) + _matvec(w_ptr, s0 + 2 * DS, rows, cols,
-                                                                              small_mask, hb, D)
-        so = tl.load(row + s0 + 3 * DS + rows, mask=sm, other=0.0) + _matvec(w_ptr, s0 + 3 * DS, rows, cols,
-                                                                              small_mask, hb, D)
-        c_small = _sigmoid(sf) * c + _sigmoid(si) * _tanh(sg)
+        si = tl.load(row + s0 + rs, mask=rsm, other=0.0) + _matvec(w_ptr, s0, rs, cols, small_mask, hb, D)
+        sf = tl.load(row + s0 + DS + rs, mask=rsm, other=0.0) + _matvec(w_ptr, s0 + DS, rs, cols, small_mask, hb, D)
+        sg = tl.load(row + s0 + 2 * DS + rs, mask=rsm, other=0.0) + _matvec(w_ptr, s0 + 2 * DS, rs, cols,
+                                                                             small_mask, hb, D)
+        so = tl.load(row + s0 + 3 * DS + rs, mask=rsm, other=0.0) + _matvec(w_ptr, s0 + 3 * DS, rs, cols,
+                                                                             small_mask, hb, D)
+        c_prev_small = tl.sum(tl.where(onehot, c[:, None], 0.0), axis=0)  # c[:d'] as a BS vector
+        c_small = _sigmoid(sf) * c_prev_small + _sigmoid(si) * _tanh(sg)
         h_small = _sigmoid(so) * _tanh(c_small)
+        h_small_d = tl.sum(tl.where(onehot, h_small[None, :], 0.0), axis=1)  # back to the d index space
+        c_small_d = tl.sum(tl.where(onehot, c_small[None, :], 0.0), axis=1)
         # keep what the decision picked: skimmed tokens change only the first d' units
-        h = tl.where(skim, tl.where(sm, h_small, h), h_big)
-        c = tl.where(skim, tl.where(sm, c_small, c), c_big)
+        h = tl.where(skim, tl.where(sm, h_small_d, h), h_big)
+        c = tl.where(skim, tl.where(sm, c_small_d, c), c_big)
         h = tl.where(rm, h, 0.0)
         c = tl.where(rm, c, 0.0)
         orow = out_ptr + (start + t) * (D + 2)
@@ -104,5 +109,6 @@ def skim_lstm_kernel(proj_ptr, w_ptr, thr_ptr, start_ptr, len_ptr, out_ptr,
 def launch(proj, W_rec, thr, start, length, out, d: int, ds: int, num_warps: int | None = None) -> None:
     """Enqueue the kernel for len(start) sequences (asynchronous, on the current stream)."""
     bd = max(16, triton.next_power_of_2(d))
-    skim_lstm_kernel[(start.shape[0],)](proj, W_rec, thr, start, length, out, D=d, DS=ds, BD=bd,
+    bs = max(16, triton.next_power_of_2(ds))
+    skim_lstm_kernel[(start.shape[0],)](proj, W_rec, thr, start, length, out, D=d, DS=ds, BD=bd, BS=bs,
                                         num_warps=num_warps or NUM_WARPS)
