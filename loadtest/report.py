@@ -186,10 +186,68 @@ def markdown(metas: dict[str, dict], rows: list[Row], title: str) -> str:
                    f"{fmt(r.skim_rate, 2)} | {fmt(r.flop_reduction, 2)} | {fmt(r.tokens, 0)} | {fmt(r.p50, 0)} | "
                    f"{fmt(r.p95, 0)} | {fmt(r.p99, 0)} | {fmt(r.rps, 1)} | {fmt(r.rps_equiv, 1)} | {fmt(r.tok_p50, 1)} | "
                    f"{fmt(r.tok_p95, 1)} | {r.requests} | {r.failures} |")
-    out += [""] + qa_layers_markdown(rows)
+    out += [""] + side_by_side_markdown(rows) + qa_layers_markdown(rows)
     out += ["Plots: latency_vs_threshold.png, throughput_vs_threshold.png, per_token_vs_threshold.png, "
             "skim_vs_noskim.png", ""]
     return "\n".join(out)
+
+
+def _pick(rows, task, users, label, skim: bool, threshold: float):
+    """The row of one side at one load: the skim model at `threshold`, or the dense model (threshold 1.0)."""
+    for r in rows:
+        if (r.task, r.users, r.label) == (task, users, label) and ("skim" in r.model) == skim \
+                and abs(r.threshold - (threshold if skim else 1.0)) < 1e-9:
+            return r
+    return None
+
+
+def _winner(cells: dict[str, float], lower_is_better: bool) -> str:
+    vals = {k: v for k, v in cells.items() if v == v}  # drop NaN
+    if len(vals) < 2:
+        return ""
+    order = sorted(vals, key=vals.get, reverse=not lower_is_better)
+    best, second = order[0], order[1]
+    if vals[best] == vals[second]:
+        return "tie (" + ", ".join(k for k in order if vals[k] == vals[best]) + ")"
+    ratio = vals[second] / vals[best] if lower_is_better else vals[best] / vals[second]
+    return f"{best} ({ratio:.2f}x)"
+
+
+def side_by_side_markdown(rows: list[Row], threshold: float = 0.5) -> list[str]:
+    """Each side (label) at each load and text length, the skim model at `threshold` and the dense model,
+    with the winner on p50, p99 and throughput and its margin over the runner-up; then each side's best
+    configuration against the other sides' best."""
+    labels = sorted({r.label for r in rows})
+    if len(labels) < 2:
+        return []
+    out = ["## Side by side: who wins", "",
+           f"Per load (users) and text length: the skim model at threshold {threshold:g} and the dense model on each "
+           "side; p50 / p99 in ms, throughput in req/s equiv.; the winner and its margin over the runner-up. "
+           "'best' takes each side's better configuration (lower p50) against the others'.", "",
+           "| task | users | model | " + " | ".join(f"{lb} p50 / p99 / req/s" for lb in labels)
+           + " | p50 winner | p99 winner | req/s winner |",
+           "|---|---|---|" + "---|" * len(labels) + "---|---|---|"]
+    for task in sorted({r.task for r in rows}):
+        for users in sorted({r.users for r in rows if r.task == task}):
+            picks = {kind: {lb: _pick(rows, task, users, lb, kind == "skim", threshold) for lb in labels}
+                     for kind in ("skim", "dense")}
+            picks["best"] = {}
+            for lb in labels:
+                cands = [picks[k][lb] for k in ("skim", "dense") if picks[k][lb] is not None]
+                picks["best"][lb] = min(cands, key=lambda r: r.p50) if cands else None
+            for kind, by_label in picks.items():
+                if sum(r is not None for r in by_label.values()) < 2:
+                    continue
+                cells = []
+                for lb in labels:
+                    r = by_label[lb]
+                    tag = "" if kind != "best" or r is None else (" (skim)" if "skim" in r.model else " (dense)")
+                    cells.append("-" if r is None else f"{fmt(r.p50, 0)} / {fmt(r.p99, 0)} / {fmt(r.rps_equiv, 0)}{tag}")
+                get = lambda attr: {lb: getattr(r, attr) for lb, r in by_label.items() if r is not None}  # noqa: E731
+                name = {"skim": f"skim t={threshold:g}", "dense": "dense", "best": "**best**"}[kind]
+                out.append(f"| {task} | {users} | {name} | " + " | ".join(cells) + f" | {_winner(get('p50'), True)} | "
+                           f"{_winner(get('p99'), True)} | {_winner(get('rps_equiv'), False)} |")
+    return out + [""]
 
 
 def _series(rows, task):
