@@ -259,37 +259,45 @@ def _series(rows, task):
 
 
 def _line_plot(rows, tasks, path, metrics, ylabel, title, logy=True):
+    """One panel per task, or per task x load when the runs have several user counts (a legend stays readable)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 4.8), squeeze=False)
+    loads = sorted({r.users for r in rows})
+    cols = loads if len(loads) > 1 else [None]
+    fig, axes = plt.subplots(len(tasks), len(cols), figsize=(6.5 * len(cols), 4.8 * len(tasks)), squeeze=False)
     styles = {"p50": "-", "p95": "--", "p99": ":"}
-    for ax, task in zip(axes[0], tasks):
-        for i, (series, rs) in enumerate(_series(rows, task).items()):
-            color = plt.cm.tab20(i % 20)
-            for attr, name in metrics:
-                xs = [r.threshold for r in rs]
-                ys = [getattr(r, attr) for r in rs]
-                if all(math.isnan(y) for y in ys):
-                    continue
-                if len(xs) == 1:
-                    ax.axhline(ys[0], color=color, ls=styles.get(name, "-"), alpha=0.7,
-                               label=f"{series} {name} (dense)")
-                else:
-                    ax.plot(xs, ys, styles.get(name, "-"), marker="o", ms=3, color=color,
-                            label=f"{series} {name}".strip())
-        ax.set_title(f"{task}")
-        ax.set_xlabel("threshold (1.0 = no skimming)")
-        ax.set_ylabel(ylabel)
-        if logy:
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+    for ti, task in enumerate(tasks):
+        for ci, users in enumerate(cols):
+            ax = axes[ti][ci]
+            panel = [r for r in rows if users is None or r.users == users]
+            for i, (series, rs) in enumerate(_series(panel, task).items()):
+                color = plt.cm.tab20(i % 20)
+                if users is not None:
+                    series = series.replace(f" u={users}", "")
+                for attr, name in metrics:
+                    xs = [r.threshold for r in rs]
+                    ys = [getattr(r, attr) for r in rs]
+                    if all(math.isnan(y) for y in ys):
+                        continue
+                    if len(xs) == 1:
+                        ax.axhline(ys[0], color=color, ls=styles.get(name, "-"), alpha=0.7,
+                                   label=f"{series} {name} (dense)")
+                    else:
+                        ax.plot(xs, ys, styles.get(name, "-"), marker="o", ms=3, color=color,
+                                label=f"{series} {name}".strip())
+            ax.set_title(task if users is None else f"{task}, {users} user{'s' if users > 1 else ''}")
+            ax.set_xlabel("threshold (1.0 = no skimming)")
+            ax.set_ylabel(ylabel)
+            if logy:
+                ax.set_yscale("log")
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=6)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
