@@ -61,48 +61,34 @@ def skim_lstm_kernel(proj_ptr, w_ptr, thr_ptr, start_ptr, len_ptr, out_ptr,
     big_mask = rm[:, None] & (cols[None, :] < D)
     small_mask = rsm[:, None] & (cols[None, :] < D)
     onehot = rows[:, None] == rs[None, :]  # (BD, BS): moves vectors between the d and the d' index spaces
-    # loop-invariant and small, so held in registers for the whole sequence: the decision rows and the small
-    # cell's four (d' x d) tiles (the big cell's 4 d x d tiles would not fit; they are re-read from L2)
-    s0 = 4 * D
-    wz_read = tl.load(w_ptr + (4 * D + 4 * DS) * D + cols, mask=cols < D, other=0.0)
-    wz_skim = tl.load(w_ptr + (4 * D + 4 * DS + 1) * D + cols, mask=cols < D, other=0.0)
-    small_off = rs[:, None] * D + cols[None, :]
-    ws_i = tl.load(w_ptr + s0 * D + small_off, mask=small_mask, other=0.0)
-    ws_f = tl.load(w_ptr + (s0 + DS) * D + small_off, mask=small_mask, other=0.0)
-    ws_g = tl.load(w_ptr + (s0 + 2 * DS) * D + small_off, mask=small_mask, other=0.0)
-    ws_o = tl.load(w_ptr + (s0 + 3 * DS) * D + small_off, mask=small_mask, other=0.0)
     h = tl.zeros([BD], dtype=tl.float32)
     c = tl.zeros([BD], dtype=tl.float32)
     t = 0
     while t < T:  # a while loop: the interpreter cannot range() over a loaded length
         row = proj_ptr + (start + t) * P
-        # this step's inputs first (independent of h_{t-1}): their latency overlaps the big tiles' loads
-        xi = tl.load(row + rows, mask=rm, other=0.0)
-        xf = tl.load(row + D + rows, mask=rm, other=0.0)
-        xg = tl.load(row + 2 * D + rows, mask=rm, other=0.0)
-        xo = tl.load(row + 3 * D + rows, mask=rm, other=0.0)
-        xsi = tl.load(row + s0 + rs, mask=rsm, other=0.0)
-        xsf = tl.load(row + s0 + DS + rs, mask=rsm, other=0.0)
-        xsg = tl.load(row + s0 + 2 * DS + rs, mask=rsm, other=0.0)
-        xso = tl.load(row + s0 + 3 * DS + rs, mask=rsm, other=0.0)
-        x_read = tl.load(row + 4 * D + 4 * DS)
-        x_skim = tl.load(row + 4 * D + 4 * DS + 1)
         hb = h[None, :]
         # decision from h_{t-1}
-        p = _sigmoid((x_skim + tl.sum(wz_skim * h, axis=0)) - (x_read + tl.sum(wz_read * h, axis=0)))
+        z_read = tl.load(row + 4 * D + 4 * DS) + tl.sum(
+            tl.load(w_ptr + (4 * D + 4 * DS) * D + cols, mask=cols < D, other=0.0) * h, axis=0)
+        z_skim = tl.load(row + 4 * D + 4 * DS + 1) + tl.sum(
+            tl.load(w_ptr + (4 * D + 4 * DS + 1) * D + cols, mask=cols < D, other=0.0) * h, axis=0)
+        p = _sigmoid(z_skim - z_read)
         skim = p > thr
         # big cell on all d units
-        gi = xi + _matvec(w_ptr, 0, rows, cols, big_mask, hb, D)
-        gf = xf + _matvec(w_ptr, D, rows, cols, big_mask, hb, D)
-        gg = xg + _matvec(w_ptr, 2 * D, rows, cols, big_mask, hb, D)
-        go = xo + _matvec(w_ptr, 3 * D, rows, cols, big_mask, hb, D)
+        gi = tl.load(row + rows, mask=rm, other=0.0) + _matvec(w_ptr, 0, rows, cols, big_mask, hb, D)
+        gf = tl.load(row + D + rows, mask=rm, other=0.0) + _matvec(w_ptr, D, rows, cols, big_mask, hb, D)
+        gg = tl.load(row + 2 * D + rows, mask=rm, other=0.0) + _matvec(w_ptr, 2 * D, rows, cols, big_mask, hb, D)
+        go = tl.load(row + 3 * D + rows, mask=rm, other=0.0) + _matvec(w_ptr, 3 * D, rows, cols, big_mask, hb, D)
         c_big = _sigmoid(gf) * c + _sigmoid(gi) * _tanh(gg)
         h_big = _sigmoid(go) * _tanh(c_big)
         # small cell on the first d' units (it reads the whole h_{t-1})
-        si = xsi + tl.sum(ws_i * hb, axis=1)
-        sf = xsf + tl.sum(ws_f * hb, axis=1)
-        sg = xsg + tl.sum(ws_g * hb, axis=1)
-        so = xso + tl.sum(ws_o * hb, axis=1)
+        s0 = 4 * D
+        si = tl.load(row + s0 + rs, mask=rsm, other=0.0) + _matvec(w_ptr, s0, rs, cols, small_mask, hb, D)
+        sf = tl.load(row + s0 + DS + rs, mask=rsm, other=0.0) + _matvec(w_ptr, s0 + DS, rs, cols, small_mask, hb, D)
+        sg = tl.load(row + s0 + 2 * DS + rs, mask=rsm, other=0.0) + _matvec(w_ptr, s0 + 2 * DS, rs, cols,
+                                                                             small_mask, hb, D)
+        so = tl.load(row + s0 + 3 * DS + rs, mask=rsm, other=0.0) + _matvec(w_ptr, s0 + 3 * DS, rs, cols,
+                                                                             small_mask, hb, D)
         c_prev_small = tl.sum(tl.where(onehot, c[:, None], 0.0), axis=0)  # c[:d'] as a BS vector
         c_small = _sigmoid(sf) * c_prev_small + _sigmoid(si) * _tanh(sg)
         h_small = _sigmoid(so) * _tanh(c_small)
