@@ -74,7 +74,14 @@ def rows_for(client, url: str, models_dir: Path, split: str, limit: int | None) 
             teachers[row["model"]] = row
         print(f"{row['model']:22s} {role:8s} acc {100 * row['accuracy']:.2f}%  skim {100 * row['skim_rate']:.1f}%  "
               f"flop_reduction {row['flop_reduction']:.2f}x")
+    bases = {r["dataset"]: r for r in rows if r["role"] == "base"}
+    teacher_of = {r["dataset"]: r for r in rows if r["role"] == "teacher"}
     for row in rows:
+        # cost ratios from FLOPs per token (same tokens in every row of a dataset), so that every row compares
+        # with both the dense teacher and the narrow d=100 base whatever its own flops_full counts
+        for key, ref in (("vs_teacher", teacher_of.get(row["dataset"])), ("vs_base", bases.get(row["dataset"]))):
+            if ref is not None and row["flops_per_token"]:
+                row[f"flop_reduction_{key}"] = ref["flops_per_token"] / row["flops_per_token"]
         t = teachers.get(row["teacher"]) if row["role"] == "antman" else None
         if t is None:
             continue
@@ -94,17 +101,25 @@ def to_markdown(result: dict) -> str:
     if not result["rows"]:
         return "\n".join(lines + [f"No AntMan model in `{result['models_dir']}`.", ""])
     lines += ["| dataset | model | role | compression | examples | accuracy % | vs teacher (points) | skim rate % "
-              "| FLOPs/token | flop_reduction | target |",
-              "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+              "| FLOPs/token | flop_reduction (server) | FLOP cut vs teacher | FLOP cut vs d=100 base | target |",
+              "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in result["rows"]:
         target = f"{r['target']}: {'met' if r['met'] else 'NOT met'}" if "target" in r else "-"
         vs = f"{r['points_vs_teacher']:+.2f}" if "points_vs_teacher" in r else "-"
         lines.append(f"| {r['dataset']} | {r['model']} | {r['role']} | {compression_text(r['compression'])} "
                      f"| {r['examples']} | {100 * r['accuracy']:.2f} | {vs} | {100 * r['skim_rate']:.1f} "
-                     f"| {r['flops_per_token']:,.0f} | {r['flop_reduction']:.2f}x | {target} |")
-    lines += ["", "flop_reduction: against the dense teacher for AntMan models (cells antman-*), against the "
-              "model's own full LSTM otherwise; FLOPs/token compares across rows.", ""]
+                     f"| {r['flops_per_token']:,.0f} | {r['flop_reduction']:.2f}x | {_ratio(r, 'vs_teacher')} "
+                     f"| {_ratio(r, 'vs_base')} | {target} |")
+    lines += ["", "flop_reduction (server): sum of the responses' flops_full / sum of flops; flops_full is the dense "
+              "teacher's cost for AntMan models (cells antman-*) and the model's own full LSTM otherwise. "
+              "FLOP cut vs teacher / vs d=100 base: that model's FLOPs per token over this row's, on the same tokens "
+              "(> 1: cheaper than it). Skimming models at their measured skim rate.", ""]
     return "\n".join(lines)
+
+
+def _ratio(row: dict, key: str) -> str:
+    v = row.get(f"flop_reduction_{key}")
+    return "-" if v is None else f"{v:.2f}x"
 
 
 def main(argv=None) -> int:

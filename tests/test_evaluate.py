@@ -55,9 +55,29 @@ def test_cards_table_has_one_row_per_card_with_every_column():
         card = json.loads(card_path.read_text())
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[0] == card["model"]["name"]
-        shown = "-" if card["model"]["family"] == "lstm" else str(card["default_threshold"])
+        shown = "-" if card["model"]["family"] in cards_table.NEVER_SKIMS else str(card["default_threshold"])
         assert cells[1] == shown
         assert cells[2] == f"{100 * card['evaluation']['at_default']['accuracy']:.2f}"
+
+
+def test_every_antman_card_names_its_teacher_compression_and_coefficients():
+    from pathlib import Path
+
+    from training import cards_table
+
+    models = Path(__file__).resolve().parent.parent / "models"
+    students = [p for p in cards_table.classifier_cards(models)
+                if json.loads(p.read_text())["model"]["family"].startswith("antman")]
+    lines = cards_table.antman_table(models).splitlines()
+    assert students and len(lines) == 2 + len(students) + len({json.loads(p.read_text())["teacher"] for p in students})
+    for p in students:
+        m = json.loads(p.read_text())["model"]
+        man = json.loads((p.parent / "manifest.json").read_text())
+        assert m["teacher"] == man["teacher"] and m["compression"] == man["compression"]
+        assert {k: m["distillation"][k] for k in ("C_target", "C_mse", "C_kl")} == \
+            {k: man["distillation"][k] for k in ("C_target", "C_mse", "C_kl")}
+        row = next(line for line in lines if line.startswith(f"| {m['name']} |"))
+        assert f"| {m['teacher']} |" in row and f"{m['distillation']['C_kl']:g}" in row
 
 
 def test_a_missed_skim_target_says_where_the_floor_was_applied():

@@ -114,13 +114,39 @@ def card(r: dict, teacher: dict, report: dict, folder: Path) -> None:
              "The family, side by side (benchmarks/results/"
              f"antman-{report['dataset']}.md):", "", *table(report["rows"]), ""]
     (folder / "card.md").write_text("\n".join(lines))
-    (folder / "card.json").write_text(json.dumps({"model": r, "teacher": teacher["name"], "split": report["split"],
-                                                  "command": report["command"], "cpu": report["cpu"],
-                                                  "date": report["date"]}, indent=2) + "\n")
+    (folder / "card.json").write_text(json.dumps(card_json(r, teacher, report, man), indent=2) + "\n")
     for f in ("card.json", "card.md"):
         man["files"].setdefault(f, "")
     (folder / MANIFEST).write_text(json.dumps(man, indent=2) + "\n")
     refresh_checksums(folder)
+
+
+def card_json(r: dict, teacher: dict, report: dict, man: dict) -> dict:
+    """The card in the classifier cards' layout (training/evaluate.py: model.task/sizes, evaluation.at_default,
+    what training.cards_table reads), plus what an AntMan card must name: teacher, compression per product and
+    the distillation coefficients with the converged values they came from."""
+    dist = man.get("distillation")
+    at_default = {"threshold": float(man.get("default_threshold", 0.5)), "accuracy": r["accuracy"],
+                  "skim_rate": r["skim_rate"], "flop_reduction": r["flop_reduction"],
+                  "per_token_flops": r["per_token_flops"], "points_vs_teacher": r["delta_points"]}
+    return {
+        "model": {"name": r["name"], "version": man.get("version"), "task": man["task"], "family": r["family"],
+                  "sizes": man["sizes"], "training_command": man["training"]["command"],
+                  "embeddings": man["training"].get("embeddings"),
+                  "selection": "highest dev accuracy (EMA weights) over the run"
+                  + (f", among checkpoints with dev skim rate >= {man['training']['hyperparameters']['min_skim']}"
+                     if r["family"] == "antman-skim-lstm" else ""),
+                  "compression": r["compression"], "teacher": r["teacher"],
+                  "distillation": ({k: dist[k] for k in ("C_target", "C_mse", "C_kl", "rule", "converged") if k in dist}
+                                   if dist else None),
+                  "read_flops": r["read_flops"], "training_data": r["training_data"]},
+        "dataset": report["dataset"], "split": report["split"], "limit": report["limit"],
+        "kernel": "torch (training/torch_models.py from_artifact; the served engine matches it within 1e-4)",
+        "cpu": report["cpu"], "threads": 1, "default_threshold": float(man.get("default_threshold", 0.5)),
+        "command": report["command"],
+        "evaluation": {"examples": r["examples"], "at_default": at_default},
+        "teacher": teacher["name"], "teacher_accuracy": teacher["accuracy"],
+        "dev_accuracy": r["dev_accuracy"], "date": report["date"]}
 
 
 def main(argv=None):
@@ -133,7 +159,16 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cards", action="store_true", help="write each AntMan model's card.md / card.json")
     p.add_argument("--out", default="benchmarks/results", help="folder of antman-<ds>.json / .md")
+    p.add_argument("--cards-from-results", action="store_true",
+                   help="write the cards from the committed --out/antman-<ds>.json (no evaluation)")
     args = p.parse_args(argv)
+    if args.cards_from_results:
+        report = json.loads((Path(args.out) / f"antman-{args.dataset}.json").read_text())
+        teacher = next(r for r in report["rows"] if r["name"] == report["teacher"])
+        for r in report["rows"]:
+            if r["family"].startswith("antman") or r["name"] == teacher["name"]:
+                card(r, teacher, report, Path(args.models_dir) / r["name"])
+        return
     torch.set_num_threads(args.threads)
     ds, root = args.dataset, Path(args.models_dir)
     names = [f"{ds}-lstm-d400", *(f"{ds}-{s}" for s in STUDENTS), *(f"{ds}-{s}" for s in NARROW)]
