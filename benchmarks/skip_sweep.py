@@ -165,6 +165,56 @@ def best_within(rows: list[dict], max_loss: float) -> dict | None:
     return max(ok, key=lambda r: r["flops_saved"]) if ok else None
 
 
+def verdict(test: dict, dev: dict | None, bar_saving: float = 0.25, bar_loss: float = 0.5) -> str:
+    """Issue 19's bar read on this table: at the default threshold (chosen on dev), and which thresholds meet it
+    on this split, with their dev figures beside (a threshold picked from the test rows alone is test selection)."""
+    rows = {r["threshold"]: r for r in test["rows"] if r["key"].startswith("predictor-")}
+    dev_rows = {r["threshold"]: r for r in (dev or {}).get("rows", []) if r["key"].startswith("predictor-")}
+    t = test["default_threshold"]
+    d = rows.get(t)
+    meets = lambda r: r["flops_saved"] >= bar_saving and r["change_points"] >= -bar_loss  # noqa: E731
+    out = [f"Bar (>= {100 * bar_saving:.0f}% fewer FLOPs at <= {bar_loss} points lost against the unmodified base): "]
+    if d:
+        out.append(f"at the default t={t:g} (chosen on dev) {100 * d['flops_saved']:.1f}% saved at "
+                   f"{d['change_points']:+.2f} points on {test['split']}: {'met' if meets(d) else 'not met'}. ")
+    ok = [r for r in rows.values() if meets(r)]
+    if ok:
+        parts = []
+        for r in sorted(ok, key=lambda r: r["threshold"]):
+            dv = dev_rows.get(r["threshold"])
+            parts.append(f"t={r['threshold']:g} ({100 * r['flops_saved']:.1f}%, {r['change_points']:+.2f}"
+                         + (f"; dev {100 * dv['flops_saved']:.1f}%, {dv['change_points']:+.2f}" if dv else "") + ")")
+        out.append(f"Thresholds meeting it on {test['split']}: " + ", ".join(parts) + ".")
+    else:
+        out.append(f"No threshold meets it on {test['split']}.")
+    return "".join(out)
+
+
+def write_cards(record: dict, models_dir: Path) -> None:
+    """The test table (predictor and baselines) into each skip model's card (card.json, card.md re-rendered,
+    checksums refreshed)."""
+    from service.artifacts import refresh_checksums
+    from training.evaluate import write_card
+
+    for t in record["tables"]:
+        if t["split"] != "test":
+            continue
+        folder = models_dir / t["models"]["skip"]
+        card_path = folder / "card.json"
+        if not card_path.exists():
+            continue
+        dev = next((x for x in record["tables"] if x["dataset"] == t["dataset"] and x["split"] == "dev"), None)
+        card = json.loads(card_path.read_text())
+        card["comparison"] = ""  # training.evaluate gives a skip model no Skim-paper comparison
+        card["server_sweep"] = {"command": record["command"], "date": record["date"], "split": t["split"],
+                                "base": t["models"]["base"], "examples": t["examples"], "rows": t["rows"],
+                                "default_threshold": t["default_threshold"],
+                                "verdict": verdict(t, dev)}
+        write_card(folder, card)
+        refresh_checksums(folder)
+        print(f"wrote {folder}/card.md")
+
+
 def main(argv=None) -> int:
     from training import data
 
@@ -176,8 +226,12 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(RESULTS / "skip_sweep"), help="writes OUT.json and OUT.md")
+    p.add_argument("--cards", action="store_true", help="also write the test tables into the skip models' cards")
+    p.add_argument("--render", metavar="JSON", help="no server: re-render OUT.md (and --cards) from a saved JSON")
     args = p.parse_args(argv)
     models_dir = Path(args.models_dir)
+    if args.render:
+        return finish(json.loads(Path(args.render).read_text()), args, models_dir)
     t0 = time.time()
     record = {"command": "python -m benchmarks.skip_sweep " + " ".join(argv if argv is not None else sys.argv[1:]),
               "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
@@ -215,10 +269,20 @@ def main(argv=None) -> int:
                 record["tables"].append(table)
                 print(markdown_table(table), flush=True)
     record["seconds"] = round(time.time() - t0, 1)
+    return finish(record, args, models_dir)
+
+
+def finish(record: dict, args, models_dir: Path) -> int:
+    for t in record["tables"]:
+        if t["split"] == "test":
+            dev = next((x for x in record["tables"] if x["dataset"] == t["dataset"] and x["split"] == "dev"), None)
+            t["verdict"] = verdict(t, dev)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
     out.with_suffix(".md").write_text(markdown(record))
+    if args.cards:
+        write_cards(record, models_dir)
     return 0
 
 
@@ -235,6 +299,8 @@ def markdown_table(t: dict) -> str:
                      f"{100 * r['skip_rate']:.1f} | {100 * r['flops_saved']:.1f} | {r['flop_reduction']:.2f}x | "
                      f"{r['us_per_token_of_text']:.2f} |")
     lines.append("")
+    if t.get("verdict"):
+        lines += [t["verdict"], ""]
     for loss in (0.3, 0.5, 1.0):
         b = t.get(f"best_within_{loss:g}_points")
         lines.append(f"Most FLOPs saved by the predictor within {loss:g} points of the base on this split: " + (
