@@ -58,12 +58,20 @@ def stop_words() -> frozenset:
 class Client:
     def __init__(self, url: str):
         host, port = url.removeprefix("http://").split(":")
-        self.conn = http.client.HTTPConnection(host, int(port), timeout=300)
+        self.host, self.port = host, int(port)
+        self.conn = http.client.HTTPConnection(host, self.port, timeout=300)
 
     def classify(self, model: str, texts: list[str], threshold: float | None) -> list[dict]:
         path = f"/classify?model={model}" + (f"&threshold={threshold}" if threshold is not None else "")
-        self.conn.request("POST", path, json.dumps({"texts": texts}).encode(), {"Content-Type": "application/json"})
-        r = self.conn.getresponse()
+        body = json.dumps({"texts": texts}).encode()
+        try:
+            self.conn.request("POST", path, body, {"Content-Type": "application/json"})
+            r = self.conn.getresponse()
+        except (ConnectionError, http.client.HTTPException):  # the server closed an idle keep-alive connection
+            self.conn.close()
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=300)
+            self.conn.request("POST", path, body, {"Content-Type": "application/json"})
+            r = self.conn.getresponse()
         body = r.read()
         if r.status != 200:
             raise RuntimeError(f"{path}: HTTP {r.status} {body[:300]!r}")
@@ -249,6 +257,7 @@ def main(argv=None) -> int:
             names = man["labels"]
             head = head_flops(man["sizes"]["hidden"], len(names))
             for split in args.splits:
+                t1 = time.time()
                 ex = data.load(ds, split, args.data_dir, args.limit)
                 texts, labels = [e.text for e in ex], [e.label for e in ex]
                 client.classify(models["skip"], texts[:8], 0.5)  # warm-up
@@ -266,8 +275,9 @@ def main(argv=None) -> int:
                     b = best_within(rows, loss)
                     table[f"best_within_{loss:g}_points"] = b and {k: b[k] for k in ("threshold", "accuracy",
                                                                                      "change_points", "flops_saved")}
+                table["seconds"] = round(time.time() - t1, 1)
                 record["tables"].append(table)
-                print(markdown_table(table), flush=True)
+                print(markdown_table(table), f"({table['seconds']} s)", flush=True)
     record["seconds"] = round(time.time() - t0, 1)
     return finish(record, args, models_dir)
 
