@@ -21,11 +21,28 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
+
 from service.artifacts import load_artifact  # noqa: E402
 from service.families import build_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 THRESHOLDS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
+
+
+def time_trend(rows: list[dict]) -> dict | None:
+    """How per-token time follows the skip rate over the rows that run the per-token loop (threshold < 1)."""
+    loop = sorted((r for r in rows if r["threshold"] < 1.0), key=lambda r: r["skip_rate"])
+    if len(loop) < 3 or loop[-1]["skip_rate"] == 0:  # a plain model never skips: nothing to read
+        return None
+    x = np.array([r["skip_rate"] for r in loop])
+    y = np.array([r["us_per_token"] for r in loop])
+    rank = lambda v: np.argsort(np.argsort(v)).astype(float)  # noqa: E731 (no ties in practice)
+    rho = float(np.corrcoef(rank(x), rank(y))[0, 1])
+    slope, intercept = np.polyfit(x, y, 1)
+    inv = int(sum(y[i + 1] >= y[i] for i in range(len(y) - 1)))
+    return {"spearman": rho, "inversions": inv, "pairs": len(y) - 1, "slope_us": float(slope),
+            "intercept_us": float(intercept)}
 
 
 def main(argv=None):
@@ -63,8 +80,10 @@ def main(argv=None):
     base = rows[0]["us_per_token"]
     for r in rows:
         r["speedup_vs_t1"] = base / r["us_per_token"]
+    trend = time_trend(rows)
     result = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "cpu": cpu_name(), "threads": 1,
               "model": args.model, "texts": len(ids), "tokens": tokens, "rounds": args.rounds, "rows": rows,
+              "trend": trend,
               "command": f"python -m benchmarks.dial --model {args.model} --texts {args.texts} --rounds {args.rounds}"}
     md = [f"# {args.model}: model time per token across thresholds ({result['date']}, {result['cpu']}, one thread)", "",
           f"First {len(ids)} test texts ({tokens} tokens), `fast` kernel, median of {args.rounds} interleaved rounds. "
@@ -73,6 +92,11 @@ def main(argv=None):
           "| ---: | ---: | ---: | ---: | ---: |"]
     md += [f"| {r['threshold']:.1f} | {100 * r['skip_rate']:.1f} | {r['flop_reduction']:.2f}x | {r['us_per_token']:.2f} | "
            f"{r['speedup_vs_t1']:.2f}x |" for r in rows]
+    if trend:
+        md += ["", f"Among the rows that run the per-token loop (threshold < 1; t=1.0 runs the dense form: one input GEMM "
+               f"over all tokens), time against skip rate: Spearman rank correlation {trend['spearman']:+.3f}, "
+               f"{trend['inversions']} of {trend['pairs']} adjacent pairs (by skip rate) where more skipping was not "
+               f"faster; least-squares fit µs/token = {trend['intercept_us']:.2f} {trend['slope_us']:+.2f} x skip rate."]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"dial-{args.model}.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -88,17 +88,46 @@ def test_artifact_loads_and_threshold_one_is_the_base(skip_run):
 
 
 def test_served_model_at_threshold_one(skip_run):
-    """Through the serving side when it knows the family (the lead's part): skipped otherwise."""
+    """Through the serving side (the family the server builds)."""
     models, _, _ = skip_run
     from service.families import build_model
-    try:
-        model = build_model(load_artifact(models / "tiny-lstm-skip"), "fast")
-    except (ValueError, KeyError, NotImplementedError) as exc:
-        pytest.skip(f"serving side for skip-lstm not there yet: {exc}")
+    model = build_model(load_artifact(models / "tiny-lstm-skip"), "fast")
     base = build_model(load_artifact(models / "tiny-lstm"), "fast")
     for text in ("a good film .", "the plot was boring but funny", "not very great , awful acting !"):
         a, b = model.classify(text, 1.0), base.classify(text, 1.0)
         assert np.array_equal(a.logits, b.logits) and a.cost.skimmed == 0
+
+
+SHIPPED = [("sst2-lstm-skip", "sst2-lstm"), ("imdb-lstm-skip", "imdb-lstm")]
+TEXTS = ("a charming , funny film .", "the plot was dull and the acting worse", "not bad at all , really",
+         "i bought this movie because of the cast . <br /> it was a waste of two hours , sadly .", "great")
+
+
+@pytest.mark.parametrize("skip,base", SHIPPED)
+def test_shipped_predictors_keep_their_base_frozen(skip, base):
+    """The shipped skip models: the frozen LSTM is the shipped base, byte for byte (named by checksum, not
+    copied), and threshold 1.0 gives the base model's outputs exactly, through the family the server builds."""
+    from conftest import MODELS_DIR
+    from service.families import build_model
+    folder, base_folder = MODELS_DIR / skip, MODELS_DIR / base
+    m = json.loads((folder / "manifest.json").read_text())
+    assert m["base"]["name"] == base
+    assert m["base"]["files"] == {f: sha256_file(base_folder / f) for f in ("weights.npz", "vocab.txt")}
+    with np.load(folder / "weights.npz") as npz:
+        assert sorted(npz.files) == ["rnn.Wd", "rnn.bd"]  # the LSTM's weights are not copied
+    art, base_art = load_artifact(folder), load_artifact(base_folder)
+    with np.load(base_folder / "weights.npz") as npz:
+        names = npz.files
+    for k in names:  # the merged weights are the base's arrays as the base loads them, byte-identical
+        a, b = art.weights[k], base_art.weights[k]
+        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), k
+    model, ref = build_model(art, "fast"), build_model(base_art, "fast")
+    for text in TEXTS:
+        a, b = model.classify(text, 1.0), ref.classify(text, 1.0)
+        assert a.cost.skimmed == 0 and a.label == b.label
+        assert a.logits.tobytes() == b.logits.tobytes() and a.probabilities == b.probabilities
+    low = [model.classify(t, 0.1).cost.skimmed for t in TEXTS]
+    assert sum(low) > 0  # and the predictor does skip when asked to: the comparison above is not vacuous
 
 
 def test_evaluate_counts_flops():

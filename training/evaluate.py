@@ -96,7 +96,7 @@ def write_card(folder: Path, card: dict) -> None:
              "| threshold | accuracy % | skim rate % | FLOP reduction | per-token µs | speed-up vs t=1.0 |",
              "| ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in ev["sweep"]:
-        lines.append(f"| {r['threshold']:.1f} | {100 * r['accuracy']:.2f} | {100 * r['skim_rate']:.1f} | "
+        lines.append(f"| {r['threshold']:g} | {100 * r['accuracy']:.2f} | {100 * r['skim_rate']:.1f} | "
                      f"{r['flop_reduction']:.2f}x | {r['per_token_us']:.2f} | {r['speedup_vs_t1']:.2f}x |")
     d = ev["at_default"]
     lines += ["", f"At the default threshold {card['default_threshold']}: accuracy {100 * d['accuracy']:.2f}%, "
@@ -108,12 +108,31 @@ def write_card(folder: Path, card: dict) -> None:
         lines += ["## Against the paper and the targets", "", card["comparison"], ""]
     if card.get("calibration"):
         lines += calibration_lines(card["calibration"])
+    if card.get("server_sweep"):
+        lines += server_sweep_lines(card["server_sweep"])
     lines += ["FLOPs follow service/flops.py (multiply-add = 2 FLOPs, elementwise 10/unit, decision layer on every "
               "token). Latency is wall time of the model part (embedding, recurrent layer, head) divided by tokens: "
               f"the median of {card['timing']['rounds']} rounds over the first {card['timing']['texts']} texts "
               f"({card['timing']['tokens']} tokens), every threshold timed in each round, interleaved; absolute "
               "times drift on shared machines, ratios within one run are the figure to read.", ""]
     (folder / "card.md").write_text("\n".join(lines))
+
+
+def server_sweep_lines(sw: dict) -> list[str]:
+    """The card's table through the running server, predictor beside its baselines (benchmarks/skip_sweep.py)."""
+    lines = [f"## Through the running server: {sw['split']} split, against the baselines", "",
+             f"`{sw['command']}` ({sw['date']}; benchmarks/results/skip_sweep.md). Base `{sw['base']}` unmodified; "
+             "baselines are the base reading the kept tokens; FLOPs saved against the base on the whole texts "
+             "(the predictor's cost counted on every token); model time per token of the whole text.", "",
+             "| method | accuracy % | change (points) | tokens skipped % | FLOPs saved % | model µs / token |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    default = f"predictor-{sw['default_threshold']:g}" if sw.get("default_threshold") is not None else None
+    for r in sw["rows"]:
+        mark = " **(default)**" if r["key"] == default else ""
+        lines.append(f"| {r['method']}{mark} | {100 * r['accuracy']:.2f} | {r['change_points']:+.2f} | "
+                     f"{100 * r['skip_rate']:.1f} | {100 * r['flops_saved']:.1f} | {r['us_per_token_of_text']:.2f} |")
+    lines += ["", sw["verdict"], ""]
+    return lines
 
 
 def calibration_lines(cal: dict) -> list[str]:
@@ -235,7 +254,7 @@ def dev_gap_text(dataset: str, dev_accuracy: float | None, test_accuracy: float)
 def comparison_text(dataset: str, family: str, d: dict, dev_accuracy: float | None = None,
                     dev_skim: float | None = None) -> str:
     p = PAPER.get(dataset)
-    if not p:
+    if not p or family == "skip-lstm":  # a frozen LSTM with a predictor: its bar is in the server section
         return ""
     acc = 100 * d["accuracy"]
     if family == "lstm":
@@ -321,8 +340,9 @@ def main(argv=None):
     if args.no_write:
         return card
     previous = json.loads((folder / "card.json").read_text()) if (folder / "card.json").exists() else {}
-    if previous.get("calibration"):  # training.calibrate_curve's section (dev curve, budgets) is kept
-        card["calibration"] = previous["calibration"]
+    for key in ("calibration", "server_sweep"):  # training.calibrate_curve's and benchmarks/skip_sweep's sections
+        if previous.get(key):
+            card[key] = previous[key]
     write_card(folder, card)
     manifest = json.loads((folder / MANIFEST).read_text())
     for f in ("card.json", "card.md"):
