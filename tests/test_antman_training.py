@@ -231,3 +231,18 @@ def test_skim_student_starts_from_a_trained_student(recipe):
         np.testing.assert_array_equal(a[k], b[k])
     with pytest.raises(SystemExit, match="compression"):
         train_antman.main([*common, "--W-ih", "lgp-shuffle:5", "--W-hh", "lgp-shuffle:10", "--name", "s-bad"])
+
+
+def test_plain_student_continues_from_a_trained_student(recipe):
+    """--init-from on an antman-lstm student continues it (e.g. on longer texts): at lr 0 the exported
+    weights are the source's."""
+    from training import train_antman
+
+    train_antman.main(["--dataset", "sst2", "--base", str(recipe / "sst2-lstm"), "--out-dir", str(recipe),
+                       "--limit", "40", "--eval-every", "1", "--batch-size", "16", "--device", "cpu", "--d", "20",
+                       "--max-steps", "1", "--cell", "antman-lstm", "--W-ih", "lgp-shuffle:10", "--W-hh",
+                       "lgp-shuffle:10", "--teacher", str(recipe / "t-d20"), "--coefficients", "1,0,0",
+                       "--init-from", str(recipe / "s-10x"), "--lr", "0", "--name", "s-cont"])
+    a, b = np.load(recipe / "s-cont" / "weights.npz"), np.load(recipe / "s-10x" / "weights.npz")
+    for k in ("rnn.W_ih.blocks", "rnn.W_hh.blocks", "rnn.b", "head.W", "head.b"):
+        np.testing.assert_array_equal(a[k], b[k])

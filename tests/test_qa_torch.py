@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from service.artifacts import load_artifact, write_artifact
-from training.qa_torch import LAYER_NAMES, QAReader, from_artifact, infer
+from training.qa_torch import NEG, LAYER_NAMES, QAReader, from_artifact, infer, span_kd_loss
 
 
 def _manifest(skim):
@@ -112,3 +112,30 @@ def test_train_qa_smoke(tmp_path):
     log = [json.loads(x) for x in (tmp_path / "smoke" / "train_log.jsonl").read_text().splitlines()]
     assert any(r["event"] == "switch_to_skim" for r in log) and log[-1]["event"] == "final"
     from_artifact(a)
+    # a skim reader started from a trained one and distilled from it (full pretraining + KL)
+    tq.main(["--family", "skim", "--name", "smoke-kd", "--out-dir", str(tmp_path), "--vocab-cache", str(tmp_path / "vocab"),
+             "--limit", "24", "--max-steps", "2", "--eval-every", "2", "--batch-size", "8", "--device", "cpu",
+             "--max-train-len", "120", "--d", "16", "--d-small", "4", "--init-from", str(tmp_path / "smoke"),
+             "--distill-from", str(tmp_path / "smoke")])
+    kd = load_artifact(tmp_path / "smoke-kd").manifest["training"]
+    assert kd["base"]["teacher"] == "smoke" and kd["base"]["name"] == "smoke"
+    assert kd["base"]["teacher_weights_sha256"] == a.manifest["files"]["weights.npz"]
+
+
+def test_span_kd_loss_is_the_kl_of_the_span_distributions():
+    """Zero for a student equal to its teacher, the hand-computed KL otherwise; padded positions (NEG in
+    both) carry no mass and change nothing."""
+    g = torch.Generator().manual_seed(0)
+    ts, te = torch.randn(3, 7, generator=g), torch.randn(3, 7, generator=g)
+    s, e = torch.randn(3, 7, generator=g), torch.randn(3, 7, generator=g)
+    assert float(span_kd_loss(ts, te, ts, te)) == pytest.approx(0.0, abs=1e-6)
+
+    def kl(a, b, temp):
+        p = torch.softmax(b / temp, -1)
+        return float((p * (torch.log_softmax(b / temp, -1) - torch.log_softmax(a / temp, -1))).sum(-1).mean())
+
+    for temp in (1.0, 2.0):
+        want = temp * temp * (kl(s, ts, temp) + kl(e, te, temp))
+        assert float(span_kd_loss(s, e, ts, te, temp)) == pytest.approx(want, rel=1e-5)
+    pad = lambda x: torch.cat([x, torch.full((3, 4), NEG)], 1)  # noqa: E731
+    assert float(span_kd_loss(pad(s), pad(e), pad(ts), pad(te))) == pytest.approx(float(span_kd_loss(s, e, ts, te)), rel=1e-5)

@@ -257,6 +257,14 @@ def qa_loss(s, e, span):
     return F.cross_entropy(s, span[:, 0]) + F.cross_entropy(e, span[:, 1])
 
 
+def span_kd_loss(s, e, ts, te, temp: float = 1.0) -> torch.Tensor:
+    """temp^2 * (KL(teacher || student) of the start distributions + the same for the end), batch mean.
+    Padding sits at NEG in both, so it carries no mass and adds nothing."""
+    kl = lambda a, b: F.kl_div(F.log_softmax(a / temp, -1), F.log_softmax(b / temp, -1),  # noqa: E731
+                               log_target=True, reduction="batchmean")
+    return temp * temp * (kl(s, ts) + kl(e, te))
+
+
 def skim_loss_qa(aux_valid, gamma: float) -> torch.Tensor:
     """gamma * mean over real tokens of all 4 layer-directions of -log p_skim (training/torch_models.skim_loss)."""
     aux, valid = aux_valid

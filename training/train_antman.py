@@ -141,6 +141,8 @@ def build_model(args, emb_t: torch.Tensor):
     ih, hh = parse_spec(args.W_ih), parse_spec(args.W_hh)
     if args.cell == "antman-lstm":
         m = AntManClassifier(emb_t, args.d, 2, ih, hh, args.dropout, args.emb_dropout)
+        if args.init_from:
+            init_big_cell(m, args.init_from)
         return m, m.rnn.read_cost()
     m = AntManSkimClassifier(emb_t, args.d, args.d_small, 2, ih, hh, args.dropout, args.emb_dropout)
     m.hard_gumbel = args.hard_gumbel
@@ -150,14 +152,15 @@ def build_model(args, emb_t: torch.Tensor):
 
 
 def init_big_cell(model, folder: str) -> None:
-    """Start an AntMan+skim student's big cell and head from a trained antman-lstm student of the same
-    compression (as train.py --init-from starts a Skim-LSTM from an LSTM): only the small cell and the
-    decision layer start fresh."""
+    """Start a student's big cell and head from a trained antman-lstm student of the same compression:
+    an AntMan+skim student (as train.py --init-from starts a Skim-LSTM from an LSTM; only the small cell
+    and the decision layer start fresh), or an antman-lstm student continued (e.g. on longer texts)."""
     src = from_artifact(load_artifact(folder))
-    if src.rnn.compression() != model.big.compression():
+    big = model.big if hasattr(model, "big") else model.rnn
+    if src.rnn.compression() != big.compression():
         raise SystemExit(f"--init-from {folder}: compression {src.rnn.compression()}, this student "
-                         f"{model.big.compression()}")
-    model.big.load_state_dict(src.rnn.state_dict())
+                         f"{big.compression()}")
+    big.load_state_dict(src.rnn.state_dict())
     model.head.load_state_dict(src.head.state_dict())
 
 
@@ -192,8 +195,9 @@ def main(argv=None):
     p.add_argument("--probes", nargs="+", default=None, help="the three --probe-out files of the coefficient rule")
     p.add_argument("--coefficients", default=None, help="C_target,C_mse,C_kl given directly (instead of --probes)")
     p.add_argument("--probe-out", default=None, help="probe run: write the converged dev losses here, no artifact")
-    p.add_argument("--init-from", default=None, help="antman-skim-lstm: start the big cell and head from this "
-                                                   "antman-lstm student (same compression)")
+    p.add_argument("--init-from", default=None, help="start the big cell and head from this antman-lstm "
+                                                   "student (same compression): continue it (antman-lstm) "
+                                                   "or add skimming to it (antman-skim-lstm)")
     p.add_argument("--d-small", type=int, default=10)
     p.add_argument("--gamma", type=float, default=0.02)
     p.add_argument("--tau-rate", type=float, default=1e-4)

@@ -5,7 +5,9 @@ and write a servable artifact (service/artifacts.py) plus train_log.jsonl.
   python -m training.train_qa --family skim --name squad-skim-lstm-att --out-dir runs/qa --pretrain-steps 1500 --gamma 0.1
 
 --family skim --pretrain-steps N is half-pretraining (paper appendix A.2): the first N steps train the big
-cells alone (the dense model), then every LSTM skims. --init-from starts from an artifact (dense or skim).
+cells alone (the dense model), then every LSTM skims. --init-from starts from an artifact (dense or skim):
+a dense one is the paper's "full pretraining". --distill-from DENSE adds the KL from a trained reader's
+start and end distributions to the loss (the dense model teaching its skim copy).
 Model selection and the default threshold use dev.json only; test.json is never read.
 The vocabulary (train contexts + questions, training/vocab.build_vocab) needs the GloVe package once;
 --vocab-cache DIR keeps it (vocab.txt + emb.npy) so a machine without the package trains from it.
@@ -31,7 +33,7 @@ from service.manifest import new_manifest
 from service.tokenizer import TOKENIZER_NAME
 
 from . import squad_metric
-from .qa_torch import LAYER_NAMES, QAReader, decode_spans, qa_loss, skim_loss_qa
+from .qa_torch import LAYER_NAMES, QAReader, decode_spans, from_artifact, qa_loss, skim_loss_qa, span_kd_loss
 from .squad import load_squad, span_text
 from .vocab import build_vocab, cached_vocab
 
@@ -128,6 +130,9 @@ def main(argv=None):
     p.add_argument("--data-dir", default=None, help="folder holding squad/ (default $SKIMSERVE_DATA or ../shared/data)")
     p.add_argument("--vocab-cache", default=None, help="folder of prepared vocabularies (key 'squad')")
     p.add_argument("--init-from", default=None, help="an artifact folder (dense or skim) to start from")
+    p.add_argument("--distill-from", default=None, help="a trained QA artifact (e.g. the dense reader) to distill")
+    p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation KL")
+    p.add_argument("--distill-temp", type=float, default=1.0, help="softmax temperature of the distillation KL")
     p.add_argument("--pretrain-steps", type=int, default=0, help="skim: train the big cells alone for N steps first")
     p.add_argument("--gamma", type=float, default=0.1)
     p.add_argument("--d", type=int, default=100)
@@ -182,6 +187,16 @@ def main(argv=None):
         base = {"name": art.manifest["name"], "family": art.manifest["family"],
                 "command": art.manifest.get("training", {}).get("command"),
                 "dev_f1": art.manifest.get("training", {}).get("dev_f1")}
+    teacher = None
+    if args.distill_from:
+        t_art = load_artifact(args.distill_from)
+        if t_art.vocab != vocab:
+            raise SystemExit(f"{args.distill_from}: vocabulary differs from this run's")
+        teacher = from_artifact(t_art).to(device).eval()
+        for q_ in teacher.parameters():
+            q_.requires_grad_(False)
+        base = {**(base or {}), "teacher": t_art.manifest["name"], "teacher_weights_sha256": t_art.manifest["files"]["weights.npz"],
+                "teacher_dev_f1": t_art.manifest.get("training", {}).get("dev_f1")}
     model.hard_gumbel = args.hard_gumbel
     model.use_skim = skim and args.pretrain_steps == 0
     model.to(device)
@@ -201,6 +216,10 @@ def main(argv=None):
             tau = tau_at(skim_step, args.tau_rate)
             s, e, aux = model(ctx, clen, q, qlen, tau=tau)
             loss = qa_loss(s, e, span)
+            if teacher is not None:
+                with torch.no_grad():
+                    ts, te, _ = teacher(ctx, clen, q, qlen)
+                loss = loss + args.distill_weight * span_kd_loss(s, e, ts, te, args.distill_temp)
             if model.use_skim:
                 loss = loss + skim_loss_qa(aux, args.gamma)
                 skim_step += 1
