@@ -159,6 +159,9 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cards", action="store_true", help="write each AntMan model's card.md / card.json")
     p.add_argument("--out", default="benchmarks/results", help="folder of antman-<ds>.json / .md")
+    p.add_argument("--update", nargs="+", default=None, metavar="NAME",
+                   help="evaluate only these models; the other rows come from the committed --out/antman-<ds>.json "
+                        "(a retrained student without the half-hour rerun of the whole IMDb family)")
     p.add_argument("--cards-from-results", action="store_true",
                    help="write the cards from the committed --out/antman-<ds>.json (no evaluation)")
     args = p.parse_args(argv)
@@ -174,8 +177,16 @@ def main(argv=None):
     names = [f"{ds}-lstm-d400", *(f"{ds}-{s}" for s in STUDENTS), *(f"{ds}-{s}" for s in NARROW)]
     cache: dict = {}
     rows = []
+    kept = {}
+    if args.update:
+        old = json.loads((Path(args.out) / f"antman-{ds}.json").read_text())
+        if (old["split"], old["limit"]) != (args.split, args.limit):
+            raise SystemExit(f"--update: the committed report is of split {old['split']} limit {old['limit']}")
+        kept = {r["name"]: r for r in old["rows"] if r["name"] not in args.update}
     for n in names:
-        if (root / n / MANIFEST).exists():
+        if n in kept:
+            rows.append(kept[n])
+        elif (root / n / MANIFEST).exists():
             rows.append(row(root / n, cache, args.split, args.data_dir, args.limit))
             print(f"{n}: {100 * rows[-1]['accuracy']:.2f}% skim {100 * rows[-1]['skim_rate']:.1f}% "
                   f"({rows[-1]['seconds']} s)")
