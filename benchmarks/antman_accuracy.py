@@ -56,9 +56,21 @@ def nominal(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def rows_for(client, url: str, models_dir: Path, split: str, limit: int | None) -> list[dict]:
+MEASURED = ("dataset", "model", "role", "cell", "compression", "teacher", "distillation", "examples", "accuracy",
+            "tokens", "skim_rate", "flops_per_token", "flop_reduction")
+
+
+def rows_for(client, url: str, models_dir: Path, split: str, limit: int | None,
+             kept: dict[str, dict] | None = None) -> list[dict]:
+    """kept: rows (by model name) carried over from an earlier run of the same split instead of measured."""
     rows, teachers, splits = [], {}, {}
     for folder, manifest, role in antman_models(models_dir):
+        if kept and manifest["name"] in kept:
+            row = {k: kept[manifest["name"]][k] for k in MEASURED}
+            rows.append(row)
+            if role == "teacher":
+                teachers[row["model"]] = row
+            continue
         dataset = (manifest.get("training") or {}).get("dataset")
         if not dataset:
             print(f"{manifest['name']}: no training.dataset in its manifest, skipped")
@@ -97,7 +109,9 @@ def to_markdown(result: dict) -> str:
     lines = ["# AntMan accuracy through the server", "",
              f"`{result['command']}`; split `{result['split']}`"
              + (f" (first {result['limit']} examples)" if result["limit"] else " (whole split)")
-             + "; each model at its default threshold through `POST /classify`.", ""]
+             + "; each model at its default threshold through `POST /classify`."
+             + (f" Rows of {', '.join(result['carried_over']['models'])} carried over from `{result['carried_over']['from']}`"
+                " (same split; those models unchanged)." if result.get("carried_over") else ""), ""]
     if not result["rows"]:
         return "\n".join(lines + [f"No AntMan model in `{result['models_dir']}`.", ""])
     lines += ["| dataset | model | role | compression | examples | accuracy % | vs teacher (points) | skim rate % "
@@ -129,13 +143,27 @@ def main(argv=None) -> int:
     ap.add_argument("--split", default="test")
     ap.add_argument("--limit", type=int, default=None, help="first N examples of each split (default: all)")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--update", nargs="+", default=None, metavar="MODEL",
+                    help="measure only these models; the other rows come from the committed --out/antman_accuracy.json "
+                         "(same split and limit; a retrained student without the half-hour rerun of every teacher)")
     args = ap.parse_args(argv)
     import httpx
+
+    kept = None
+    if args.update:
+        old = json.loads((args.out / "antman_accuracy.json").read_text(encoding="utf-8"))
+        if (old["split"], old["limit"]) != (args.split, args.limit):
+            raise SystemExit(f"--update: the committed run is of split {old['split']} limit {old['limit']}")
+        kept = {r["model"]: r for r in old["rows"] if r["model"] not in args.update}
+        args.update_of = old["command"]
+        prior = old.get("carried_over")
+        if prior and set(kept) <= set(prior["models"]):   # those rows came from the run before that one
+            args.update_of = prior["from"]
 
     t0 = time.perf_counter()
     with httpx.Client(timeout=300) as client:
         if args.server:
-            rows = rows_for(client, args.server.rstrip("/"), args.models_dir, args.split, args.limit)
+            rows = rows_for(client, args.server.rstrip("/"), args.models_dir, args.split, args.limit, kept)
         else:
             sys.path.insert(0, str(ROOT / "loadtest"))
             from _server import running_server
@@ -143,13 +171,15 @@ def main(argv=None) -> int:
             env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
             with running_server(args.models_dir, env=env, timeout=180,
                                 extra=["--pool-threads", "1", "--max-batch", str(BATCH)]) as url:
-                rows = rows_for(client, url, args.models_dir, args.split, args.limit)
+                rows = rows_for(client, url, args.models_dir, args.split, args.limit, kept)
     from .antman import _shown
 
     result = {"command": " ".join(["python -m benchmarks.antman_accuracy",
                                    *(argv if argv is not None else sys.argv[1:])]),
               "models_dir": _shown(args.models_dir), "split": args.split, "limit": args.limit,
               "seconds": round(time.perf_counter() - t0, 1), "rows": rows}
+    if kept:
+        result["carried_over"] = {"from": args.update_of, "models": sorted(kept)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "antman_accuracy.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     (args.out / "antman_accuracy.md").write_text(to_markdown(result), encoding="utf-8")

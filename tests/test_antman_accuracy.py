@@ -67,3 +67,29 @@ def test_accuracy_through_the_server(models, tmp_path, monkeypatch):
     assert rows["toy-antman-2x"]["flop_reduction"] > 3   # g=4 / g=10 modules against the dense teacher
     md = (out / "antman_accuracy.md").read_text()
     assert "| toyds | toy-antman-2x | antman |" in md
+
+
+def test_update_measures_only_the_named_models(models, tmp_path, monkeypatch):
+    """--update: the named models are measured again, every other row is the committed run's, and the
+    comparisons against the teacher are recomputed from the rows."""
+    rng = np.random.default_rng(1)
+    examples = [(" ".join(rng.choice(DEFAULT_WORDS, rng.integers(3, 30))), int(rng.integers(0, 2)))
+                for _ in range(40)]
+    monkeypatch.setattr(A, "load_split", lambda dataset, split, limit: examples[:limit])
+    out = tmp_path / "out"
+    assert A.main(["--models-dir", str(models), "--out", str(out)]) == 0
+    first = {r["model"]: r for r in json.loads((out / "antman_accuracy.json").read_text())["rows"]}
+    doctored = json.loads((out / "antman_accuracy.json").read_text())
+    for r in doctored["rows"]:            # mark the carried rows, so that a re-measurement would show
+        if r["model"] == "toy-lstm-d400":
+            r["accuracy"] = 0.0
+    (out / "antman_accuracy.json").write_text(json.dumps(doctored))
+    assert A.main(["--models-dir", str(models), "--out", str(out), "--update", "toy-antman-10x"]) == 0
+    result = json.loads((out / "antman_accuracy.json").read_text())
+    rows = {r["model"]: r for r in result["rows"]}
+    assert rows["toy-lstm-d400"]["accuracy"] == 0.0                      # carried over, not measured
+    assert rows["toy-antman-10x"]["accuracy"] == first["toy-antman-10x"]["accuracy"]  # measured again
+    assert rows["toy-antman-10x"]["points_vs_teacher"] == pytest.approx(100 * rows["toy-antman-10x"]["accuracy"])
+    assert "toy-antman-10x" not in result["carried_over"]["models"] and "toy-lstm-d400" in result["carried_over"]["models"]
+    with pytest.raises(SystemExit, match="split"):
+        A.main(["--models-dir", str(models), "--out", str(out), "--update", "toy-skim", "--limit", "5"])
