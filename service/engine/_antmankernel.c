@@ -19,7 +19,8 @@
  * Loops (as _skimkernel.c's, same decision rule and the same outputs as the reference's gated loop):
  *   dense form (a plain layer, or a threshold no p_skim can exceed): per block of TBLOCK tokens the input
  *     projections W_ih x_t + b by the batched stages, then per step W_hh h_{t-1} on top and the gates (a skim
- *     layer also gets p_skim: two dot products on x_t and two on h_{t-1});
+ *     layer also gets p_skim: two dot products on x_t and two on h_{t-1}); both products LGP-shuffle with
+ *     the same g: no shuffles, the gates block by block (dense_loop_blocks);
  *   skim loop: per step the decision on [x_t; h_{t-1}] (float32 p_skim = 1/(1+expf(-(z_skim - z_read))),
  *     skim iff p_skim > threshold); a skimmed step runs the dense small cell on h[:d'], c[:d']; a read step
  *     the two module products for that token and the gates.  No input projection of a skimmed token.
