@@ -28,6 +28,11 @@ CASES = [  # (e, d, d_small, compression)
                  "W_hh": {"module": "lowrank-lgp", "groups_in": 2, "groups_out": 2, "rank": 5}}),
     (64, 96, 16, {"W_ih": {"module": "lgp-shuffle", "groups": 2}, "W_hh": {"module": "lowrank-lgp", "groups_in": 2,
                                                                           "groups_out": 2, "rank": 2}}),
+    # both products LGP-shuffle with the same g: the dense form's block-local path (no shuffles; gates per
+    # block): c = d / g = 4, 10 (not multiples of 8), 48; e != d
+    (40, 40, 8, {"W_ih": {"module": "lgp-shuffle", "groups": 10}, "W_hh": {"module": "lgp-shuffle", "groups": 10}}),
+    (24, 40, 8, {"W_ih": {"module": "lgp-shuffle", "groups": 4}, "W_hh": {"module": "lgp-shuffle", "groups": 4}}),
+    (64, 96, 16, {"W_ih": {"module": "lgp-shuffle", "groups": 2}, "W_hh": {"module": "lgp-shuffle", "groups": 2}}),
 ]
 
 

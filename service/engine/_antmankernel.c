@@ -19,7 +19,8 @@
  * Loops (as _skimkernel.c's, same decision rule and the same outputs as the reference's gated loop):
  *   dense form (a plain layer, or a threshold no p_skim can exceed): per block of TBLOCK tokens the input
  *     projections W_ih x_t + b by the batched stages, then per step W_hh h_{t-1} on top and the gates (a skim
- *     layer also gets p_skim: two dot products on x_t and two on h_{t-1});
+ *     layer also gets p_skim: two dot products on x_t and two on h_{t-1}); both products LGP-shuffle with
+ *     the same g: no shuffles, the gates block by block (dense_loop_blocks);
  *   skim loop: per step the decision on [x_t; h_{t-1}] (float32 p_skim = 1/(1+expf(-(z_skim - z_read))),
  *     skim iff p_skim > threshold); a skimmed step runs the dense small cell on h[:d'], c[:d']; a read step
  *     the two module products for that token and the gates.  No input projection of a skimmed token.
@@ -149,15 +150,16 @@ static void apply_vec(const Prod *A, const float *v, const float *init, float *o
 }
 
 /* out[t] = bias + A X[t] for t < n (rows ldx / ldo apart).  T0, T1: n x ldt scratch (ldt >= maxw + 8),
- * zeros: maxw + 8 zeros, bias: m + 8 floats. */
+ * zeros: maxw + 8 zeros, bias: m + 8 floats.  unshuffled: a final shuffle is left out (out and bias in the
+ * block order, see block_local). */
 static void apply_batch(const Prod *A, const float *X, size_t ldx, int n, const float *bias, float *out,
-                        size_t ldo, float *T0, float *T1, size_t ldt, const float *zeros)
+                        size_t ldo, float *T0, float *T1, size_t ldt, const float *zeros, int unshuffled)
 {
     const float *in = X;
     size_t ldi = ldx;
     for (int s = 0; s < A->ns; s++) {
         const Stage *st = &A->st[s];
-        const int last = s == A->ns - 1, direct = last && !st->shuffle;
+        const int last = s == A->ns - 1, direct = last && (!st->shuffle || unshuffled);
         float *dst = direct ? out : (s & 1 ? T1 : T0);
         const size_t ldd = direct ? ldo : ldt;
         const float *bia = direct ? bias : zeros;
@@ -165,7 +167,7 @@ static void apply_batch(const Prod *A, const float *X, size_t ldx, int n, const 
         for (int k = 0; k < st->g; k++)
             gemm(st->P + k * st->stride, R8, st->cols, in + (size_t)k * st->cols, ldi, n,
                  bia + (size_t)k * st->rows, dst + (size_t)k * st->rows, ldd);
-        if (last && st->shuffle) {
+        if (last && st->shuffle && !unshuffled) {
             const int g = st->g, rows = st->rows;
             for (int t = 0; t < n; t++) {
                 const float *V = dst + (size_t)t * ldd;
@@ -227,14 +229,61 @@ static inline float decision(const Weights *W, const float *x, const float *h)
     return p_skim(W->bd[0] + ax0 + ah0, W->bd[1] + ax1 + ah1);
 }
 
+/* The dense form without shuffles, for W_hh an LGP-shuffle and W_ih ending in the same shuffle (g blocks of
+ * rows = 4c, c = d / g).  The shuffle sends row j = q*c + i of block k to gate q of unit i*g + k, so each
+ * block's output holds the four gates of its own c units: the gates run block by block on the block's
+ * output (in L1), the cell state is kept in that block order, and only h is put back in unit order (d
+ * floats a step, where the shuffles moved 4d for each product).  The blocks are independent, so they run
+ * forwards and backwards on alternate steps: the start of W_hh, still in L2 from the step before, is read
+ * first (W_hh is about L2's size at d = 800, g = 10; a cyclic sweep of a cache-sized array misses
+ * throughout).  The input projections are the blocks' outputs unshuffled, the bias permuted alike. */
+static int block_local(const Weights *W)
+{
+    const Stage *sh = &W->hh.st[0], *sx = &W->ih.st[W->ih.ns - 1];
+    return W->hh.ns == 1 && sh->shuffle && sx->shuffle && sx->g == sh->g && sx->rows == sh->rows &&
+           sh->rows % 4 == 0 && (sh->rows / 4) * sh->g == W->d;
+}
+
+static void dense_loop_blocks(const Weights *W, const float *x, int T, float *hs, float *p, const Buffers *B)
+{
+    const int e = W->e, d = W->d;
+    const Stage *st = &W->hh.st[0];
+    const int g = st->g, rows = st->rows, c = rows / 4, cols = st->cols, R8 = r8(rows);
+    float *bv = B->A, *hb = B->h;   /* bias in block order (A is free in the dense form); h in block order */
+    for (int k = 0; k < g; k++)
+        for (int j = 0; j < rows; j++) bv[k * rows + j] = W->b[j * g + k];
+    for (int t0 = 0; t0 < T; t0 += TBLOCK) {
+        const int n = T - t0 < TBLOCK ? T - t0 : TBLOCK;
+        apply_batch(&W->ih, x + (size_t)t0 * e, (size_t)e, n, bv, B->XP, B->ldp, B->T0, B->T1, B->ldt, B->zeros, 1);
+        for (int i = 0; i < n; i++) {
+            const int t = t0 + i;
+            const float *hp = t ? hs + (size_t)(t - 1) * d : B->zeros;   /* h_{t-1} in unit order */
+            if (W->skims) p[t] = decision(W, x + (size_t)t * e, hp);
+            const float *xp = B->XP + (size_t)i * B->ldp;
+            for (int q = 0; q < g; q++) {
+                const int k = t & 1 ? g - 1 - q : q;
+                mv(st->P + k * st->stride, R8, cols, hp + (size_t)k * cols, xp + (size_t)k * rows, B->G);
+                gates(B->G, c, B->c + (size_t)k * c, hb + (size_t)k * c);
+            }
+            float *ht = hs + (size_t)t * d;
+            for (int j = 0; j < c; j++)
+                for (int k = 0; k < g; k++) ht[j * g + k] = hb[k * c + j];
+        }
+    }
+}
+
 static int dense_loop(const Weights *W, const float *x, int T, float *hs, float *p)
 {
     const int e = W->e, d = W->d;
     Buffers B;
     if (!buffers(W, 1, &B)) return -1;
+    if (block_local(W)) {
+        dense_loop_blocks(W, x, T, hs, p, &B);
+        return 0;
+    }
     for (int t0 = 0; t0 < T; t0 += TBLOCK) {
         const int n = T - t0 < TBLOCK ? T - t0 : TBLOCK;
-        apply_batch(&W->ih, x + (size_t)t0 * e, (size_t)e, n, W->b, B.XP, B.ldp, B.T0, B.T1, B.ldt, B.zeros);
+        apply_batch(&W->ih, x + (size_t)t0 * e, (size_t)e, n, W->b, B.XP, B.ldp, B.T0, B.T1, B.ldt, B.zeros, 0);
         for (int i = 0; i < n; i++) {
             const int t = t0 + i;
             if (W->skims) p[t] = decision(W, x + (size_t)t * e, B.h);
