@@ -84,12 +84,20 @@ def card_markdown(card: dict) -> str:
              + " | FLOP reduction | µs / layer-step | µs / context token |",
              "| ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in layers) + " | ---: | ---: | ---: |"]
     for r in ev["sweep"]:
-        lines.append(f"| {r['threshold']:.1f} | {r['f1']:.2f} | {r['em']:.2f} | {100 * r['skim_rate']:.1f} | "
+        lines.append(f"| {r['threshold']:g} | {r['f1']:.2f} | {r['em']:.2f} | {100 * r['skim_rate']:.1f} | "
                      + " | ".join(f"{100 * r['skim_rate_per_layer'][k]:.1f}" for k in layers)
                      + f" | {r['flop_reduction']:.2f}x | {r['per_token_us']:.2f} | {r['per_context_token_us']:.2f} |")
     lines += ["", f"Every answer is exactly `context[start:end]` of the context as sent: "
               f"{sum(r['answers_not_substring'] for r in ev['sweep'])} mismatches over the sweep.", "",
-              f"Training: `{m['training_command']}`", "", f"Reproduce: `{card['command']}`", ""]
+              f"Training: `{m['training_command']}`", ""]
+    base = m.get("started_from")
+    if base:
+        lines += [f"Started from `{base['name']}` ({base['family']}, dev F1 {base['dev_f1']:.2f}), trained with "
+                  f"`{base['command']}`" + (f"; distilled from `{base['teacher']}` (weights sha256 "
+                  f"{base['teacher_weights_sha256'][:12]}...)" if base.get("teacher") else "") + ".", ""]
+    if m.get("default_threshold_rule"):
+        lines += [f"Default threshold: {m['default_threshold_rule']} (`default_threshold_selection` in the manifest).", ""]
+    lines += [f"Reproduce: `{card['command']}`", ""]
     return "\n".join(lines)
 
 
@@ -119,7 +127,9 @@ def evaluate(client, url: str, folder: Path, examples, args) -> dict:
               file=sys.stderr)
     return {
         "model": {"name": man["name"], "version": man.get("version"), "task": man["task"], "cell": man["family"],
-                  "sizes": man["sizes"], "training_command": man["training"]["command"]},
+                  "sizes": man["sizes"], "training_command": man["training"]["command"],
+                  "started_from": man["training"].get("base"),
+                  "default_threshold_rule": (man.get("default_threshold_selection") or {}).get("rule")},
         "dataset": "squad", "split": args.split, "limit": args.limit, "kernel": args.kernel,
         "cpu": cpu_name(), "threads": 1, "default_threshold": default,
         "command": command_line("training.evaluate_qa", [str(folder), "--split", args.split]),
