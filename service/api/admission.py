@@ -22,14 +22,13 @@ until `body_timeout` (408), as one that sent it slowly held what it had sent.
 
 While the body is read (`receive` wrapped): bytes beyond the reservation (a chunked body, or one longer
 than declared) are charged to the budget as they arrive (released when the request ends; over it: 503),
-and the whole body must arrive within `body_timeout` (else 408). A client that goes away mid-body surfaces as starlette's ClientDisconnect, answered as 499
-(service/api/errors.py).
+and the whole body must arrive within `body_timeout` (else 408). A client that goes away mid-body surfaces
+as starlette's ClientDisconnect, answered as 499 (service/api/errors.py).
 """
 from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import json
 import time
 
@@ -47,7 +46,7 @@ TRIM_DELAY_S = 0.2  # bodies released within this of each other share one trim
 
 def _malloc_trim():
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        return ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):  # not glibc: nothing to trim
         return None
 
