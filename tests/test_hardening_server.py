@@ -163,7 +163,7 @@ def test_burst_of_big_bodies_is_read_a_budget_at_a_time(models_dir, tmp_path):
             with socket.create_connection(_addr(url), timeout=10) as s:
                 s.sendall(head)
                 heads_in.wait()  # every head is in before any body: all eight ask for room at once
-                time.sleep(0.2)
+                time.sleep(0.05)
                 s.sendall(b'{"text": "' + b"a" * 100_000)
                 reply = b""
                 while not reply.endswith(b"}"):
