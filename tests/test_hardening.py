@@ -169,6 +169,87 @@ def test_spent_body_budget_sheds(client):
     assert budget.used == 0  # every charged byte was released
 
 
+
+def _post_scope(app, length: int) -> dict:
+    return {"type": "http", "method": "POST", "path": "/classify", "raw_path": b"/classify", "query_string": b"",
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(length).encode())],
+            "http_version": "1.1", "scheme": "http", "server": ("t", 80), "client": ("c", 1), "root_path": "",
+            "app": app}
+
+
+def test_body_over_what_is_left_of_the_budget_waits_unread_then_is_shed(client, monkeypatch):
+    """A declared body is reserved before it is read: one that does not fit what other bodies left waits
+    (unread) for a release, then is served; if none comes in ADMIT_WAIT_S it is 503, still unread (many
+    bodies at the limit at once: no mid-body refusals after reading most of each). Reservations are
+    released; a body larger than the whole budget is refused at once."""
+    import time
+
+    from service.api import admission
+
+    monkeypatch.setattr(admission, "ADMIT_WAIT_S", 0.2, raising=False)
+    budget, app = client.app.state.body_budget, client.app
+    body = json.dumps({"text": TEXT}).encode()
+    read, sent = [], []
+
+    async def receive():
+        read.append(1)
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    async def released_soon():
+        await asyncio.sleep(0.05)
+        assert not read  # waiting, body unread
+        budget.release(10)
+
+    async def post_while_another_body_leaves():
+        await asyncio.gather(app(_post_scope(app, len(body)), receive, send), released_soon())
+
+    limit = budget.limit
+    base = limit - len(body) + 1
+    budget.used = base
+    try:
+        asyncio.run(app(_post_scope(app, len(body)), receive, send))
+        assert sent[0]["status"] == 503 and not read
+        assert json.loads(sent[1]["body"])["code"] == "overloaded"
+        assert dict(sent[0]["headers"])[b"retry-after"] == b"1"
+        assert budget.used == base
+        sent.clear()
+        asyncio.run(post_while_another_body_leaves())
+        assert sent[0]["status"] == 200 and read
+        assert budget.used == base - 10  # its reservation was released
+        budget.used, read[:] = 0, []
+        sent.clear()
+        budget.limit = len(body) - 1  # a body the whole budget cannot hold: no waiting
+        t0 = time.monotonic()
+        asyncio.run(app(_post_scope(app, len(body)), receive, send))
+        assert sent[0]["status"] == 503 and not read and time.monotonic() - t0 < 0.15
+    finally:
+        budget.used, budget.limit = 0, limit
+
+
+def test_heap_is_trimmed_after_a_big_body_only(models_dir, monkeypatch):
+    """glibc keeps freed heap: after a body of at least TRIM_BODY_BYTES the worker calls malloc_trim(0)
+    (once for bodies released close together), after small ones never."""
+    import time
+
+    from service.api import admission
+
+    calls = []
+    monkeypatch.setattr(admission, "_malloc_trim", lambda: calls.append)
+    monkeypatch.setattr(admission, "TRIM_BODY_BYTES", 2000)
+    monkeypatch.setattr(admission, "TRIM_DELAY_S", 0.0)
+    with TestClient(create_app(Settings(models_dir=str(models_dir), max_body_bytes=20_000))) as c:
+        assert c.post("/classify", json={"text": TEXT}).status_code == 200
+        time.sleep(0.2)
+        assert calls == []
+        assert c.post("/classify", json={"texts": [TEXT] * 2, "pad": "x" * 3000}).status_code == 422  # refused too
+        deadline = time.monotonic() + 5
+        while not calls and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert calls == [0]
+
 def test_url_and_header_limits(models_dir):
     with TestClient(create_app(Settings(models_dir=str(models_dir), max_url_bytes=256,
                                         max_header_bytes=1024))) as c:

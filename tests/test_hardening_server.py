@@ -144,6 +144,39 @@ def test_huge_string_is_refused_after_a_little_of_it(server):
     assert _status(reply) == 413 and _json(reply)["code"] == "text_too_large"
 
 
+
+def test_burst_of_big_bodies_is_read_a_budget_at_a_time(models_dir, tmp_path):
+    """Declared bodies are reserved before they are read: with room for two 7.9 MB bodies, eight at once
+    each holding a string over the text limit all get their 413 (the rest wait, unread, for the refused
+    ones to release their share), none 503."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = 7_900_000
+    head = (b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % (n + 12))
+    extra = ["--max-text-bytes", "10000", "--max-inflight-body-bytes", str(2 * (n + 12))]
+    with running_server(models_dir, extra=extra, log=tmp_path / "log", timeout=60) as url:
+        heads_in = threading.Barrier(8)
+
+        def one(_):
+            with socket.create_connection(_addr(url), timeout=10) as s:
+                s.sendall(head)
+                heads_in.wait()  # every head is in before any body: all eight ask for room at once
+                time.sleep(0.05)
+                s.sendall(b'{"text": "' + b"a" * 100_000)
+                reply = b""
+                while not reply.endswith(b"}"):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    reply += chunk
+            body = reply.split(b"\r\n\r\n", 1)[1].decode()
+            return _status(reply), json.JSONDecoder().raw_decode(body)[0]["code"]  # the first response's
+
+        with ThreadPoolExecutor(8) as pool:
+            assert list(pool.map(one, range(8))) == [(413, "text_too_large")] * 8
+
 def test_client_leaving_mid_body_is_499_without_traceback(server):
     url, log = server
     head = (b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n")

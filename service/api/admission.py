@@ -7,19 +7,31 @@ Before the body (each answered at once, without reading it):
   service/api/protocol.py enforces the same bound on the raw bytes; this covers other servers);
 - a query parameter given twice 422 (`repeated_parameter`; the framework would keep the last silently);
 - a declared Content-Length over `max_body_bytes` 413;
-- a model route while this worker's model pool is full, or while the in-flight body budget
-  (`max_inflight_body_bytes`) is spent: 503 + Retry-After (load is shed before it costs anything).
+- a model route while this worker's model pool is full, or a POST while the in-flight body budget
+  (`max_inflight_body_bytes`) cannot take its body: 503 + Retry-After (load is shed before it costs
+  anything). A declared body (Content-Length) is charged to the budget in full before any of it is read
+  (a reservation); one that does not fit what is left waits up to ADMIT_WAIT_S for other bodies to be
+  released, then is refused. A chunked body is refused at once while the budget is spent.
 
-While the body is read (`receive` wrapped): every chunk is charged to the worker's in-flight body budget
-(released when the request ends; over it: 503), and the whole body must arrive within `body_timeout`
-(else 408). A client that goes away mid-body surfaces as starlette's ClientDisconnect, answered as 499
-(service/api/errors.py).
+Why reservations: when 64 bodies at the body limit arrived at once, each was read in part and 56 were
+refused mid-body once the budget ran out, so every one of them was slowed by all the others' bytes (issue
+20: 2.3 s to the last status). Now the budget's worth is read and the rest wait unread; the wait lets a
+burst of bodies that are refused early (a string over the text limit, 413 after about 100 KB) all get
+their 413 rather than 503. A client that declares a body and then does not send it holds its reservation
+until `body_timeout` (408), as one that sent it slowly held what it had sent.
+
+While the body is read (`receive` wrapped): bytes beyond the reservation (a chunked body, or one longer
+than declared) are charged to the budget as they arrive (released when the request ends; over it: 503),
+and the whole body must arrive within `body_timeout` (else 408). A client that goes away mid-body surfaces
+as starlette's ClientDisconnect, answered as 499 (service/api/errors.py).
 """
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import time
+
 from .errors import RETRY_AFTER_S, ApiError, error_response
 from .inputs import repeated_parameter
 
@@ -27,11 +39,45 @@ MODEL_ROUTES = ("/classify", "/qa")
 HEALTH = b'{"status":"ok"}'
 
 
+ADMIT_WAIT_S = 0.5  # how long a declared body may wait for room in the body budget before its 503
+TRIM_BODY_BYTES = 1_000_000  # a body at least this big schedules a heap trim when it is released
+TRIM_DELAY_S = 0.2  # bodies released within this of each other share one trim
+
+
+def _malloc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        return None
+
+
+class HeapTrimmer:
+    """glibc keeps the heap a big body was parsed in (its copies, the decoded text, the parsed strings)
+    after it is freed, so after a burst of bodies at the limit the worker stayed over 30% above its idle
+    size (issue 20). After such a body is released, malloc_trim(0) hands free heap pages back to the OS:
+    once per TRIM_DELAY_S at most, on a worker thread (it takes each arena's lock, a few ms), never for
+    small bodies."""
+
+    def __init__(self):
+        self.trim, self.pending = _malloc_trim(), False
+
+    def after(self, body_bytes: int) -> None:
+        if self.trim is None or body_bytes < TRIM_BODY_BYTES or self.pending:
+            return
+        self.pending = True
+        asyncio.get_running_loop().call_later(TRIM_DELAY_S, self._run)
+
+    def _run(self) -> None:
+        self.pending = False
+        asyncio.get_running_loop().run_in_executor(None, self.trim, 0)
+
+
 class BodyBudget:
     """Bytes of request bodies buffered at once in this worker (one event loop: no lock needed)."""
 
     def __init__(self, limit: int):
         self.limit, self.used = limit, 0
+        self._waiters: list[asyncio.Future] = []  # reservations waiting for room, all woken by a release
 
     def charge(self, n: int) -> bool:
         if self.used + n > self.limit:
@@ -39,8 +85,31 @@ class BodyBudget:
         self.used += n
         return True
 
+    async def reserve(self, n: int, wait_s: float) -> bool:
+        """charge(n), waiting up to wait_s for other bodies to be released; False if it never fit."""
+        deadline = time.monotonic() + wait_s
+        while not self.charge(n):
+            left = deadline - time.monotonic()
+            if n > self.limit or left <= 0:
+                return False
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, left)
+            except asyncio.TimeoutError:
+                return False
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        return True
+
     def release(self, n: int) -> None:
         self.used -= n
+        if n and self._waiters:
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._waiters.clear()
 
 
 async def send_json(send, status: int, body: dict | bytes, headers: list[tuple[bytes, bytes]] = (),
@@ -57,13 +126,15 @@ def _error(status: int, code: str, detail: str) -> dict:
 
 
 class GuardedReceive:
-    """An ASGI `receive` that charges every body chunk to the worker's in-flight budget (503 over it) and
-    wants the whole body within `body_timeout` s (408); `release()` when the request ends."""
+    """An ASGI `receive` that charges every body chunk beyond the `reserved` bytes (charged at admission)
+    to the worker's in-flight budget (503 over it) and wants the whole body within `body_timeout` s (408);
+    `release()` when the request ends."""
 
-    def __init__(self, receive, budget: BodyBudget, body_timeout: float):
+    def __init__(self, receive, budget: BodyBudget, body_timeout: float, reserved: int = 0):
         self.receive, self.budget, self.body_timeout = receive, budget, body_timeout
         self.deadline = time.monotonic() + body_timeout
-        self.charged = 0
+        self.charged = self.reserved = reserved
+        self.received = 0
 
     async def __call__(self):
         try:
@@ -72,7 +143,9 @@ class GuardedReceive:
             raise ApiError(408, "body_timeout", f"the body did not arrive within {self.body_timeout:g} s",
                            {"Connection": "close"}) from None
         n = len(message.get("body", b""))
-        if n:
+        self.received += n
+        n = min(n, self.received - self.reserved)  # what the reservation does not cover
+        if n > 0:
             if not self.budget.charge(n):
                 raise ApiError(503, "overloaded", "server busy reading other request bodies; retry later",
                                {"Retry-After": RETRY_AFTER_S, "Connection": "close"})
@@ -82,6 +155,11 @@ class GuardedReceive:
     def release(self) -> None:
         self.budget.release(self.charged)
         self.charged = 0
+
+
+def declared_length(scope) -> int | None:
+    value = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+    return int(value) if value is not None and value.isdigit() else None
 
 
 def early_refusal(scope, settings, pool, budget: BodyBudget):
@@ -97,22 +175,24 @@ def early_refusal(scope, settings, pool, budget: BodyBudget):
         return 422, "repeated_parameter", f"query parameter '{repeated}' given more than once", []
     if scope["method"] != "POST":
         return None
-    declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-    if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
-        return 413, "body_too_large", f"body of {int(declared)} bytes; the limit is {settings.max_body_bytes}", \
+    declared = declared_length(scope)
+    if declared is not None and declared > settings.max_body_bytes:
+        return 413, "body_too_large", f"body of {declared} bytes; the limit is {settings.max_body_bytes}", \
             [(b"connection", b"close")]
-    return shed(scope["path"], pool, budget)
+    return shed(scope["path"], pool, budget, declared)
 
 
 RETRY = [(b"retry-after", RETRY_AFTER_S.encode())]
 
 
-def shed(path: str, pool, budget: BodyBudget):
-    """503 (status, code, detail, headers) for a POST this worker has no room for now, or None."""
+def shed(path: str, pool, budget: BodyBudget, declared: int | None = None):
+    """503 (status, code, detail, headers) for a POST this worker has no room for now, or None: its model
+    pool is full, or the body budget is spent (a chunked body) or smaller than the `declared` body. A
+    declared body that fits the budget but not what is left of it waits (AdmissionMiddleware)."""
     if path in MODEL_ROUTES and pool.admitted >= pool.threads + pool.max_queue:
         return 503, "overloaded", (f"server busy: {pool.admitted} model jobs in flight (limit {pool.threads} "
                                    f"running + {pool.max_queue} waiting); retry later"), RETRY
-    if budget.used >= budget.limit:
+    if (budget.used >= budget.limit) if declared is None else declared > budget.limit:
         return 503, "overloaded", "server busy reading other request bodies; retry later", RETRY
     return None
 
@@ -128,6 +208,7 @@ class AdmissionMiddleware:
     def __init__(self, app, state):
         global ACTIVE
         self.app, self.state = app, state  # app.state: settings, pool, body_budget
+        self.trimmer = HeapTrimmer()
         ACTIVE = state
 
     async def __call__(self, scope, receive, send):
@@ -146,7 +227,13 @@ class AdmissionMiddleware:
             return await send_json(send, status, _error(status, code, detail), headers)
         if method != "POST":
             return await self.app(scope, receive, send)
-        guarded = GuardedReceive(receive, state.body_budget, state.settings.body_timeout)
+        reserved = declared_length(scope) or 0
+        if not await state.body_budget.reserve(reserved, ADMIT_WAIT_S):
+            if path in MODEL_ROUTES:
+                scope.setdefault("skimserve", {})["endpoint"] = path
+            return await send_json(send, 503, _error(503, "overloaded", "server busy reading other request "
+                                                     "bodies; retry later"), RETRY)
+        guarded = GuardedReceive(receive, state.body_budget, state.settings.body_timeout, reserved)
         started = False
 
         async def send_noting(message):
@@ -162,3 +249,4 @@ class AdmissionMiddleware:
             await error_response(exc.status, exc.code, exc.message, headers=exc.headers)(scope, receive, send)
         finally:
             guarded.release()
+            self.trimmer.after(guarded.received)

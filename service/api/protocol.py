@@ -126,7 +126,7 @@ class _Guards:
                 or b"transfer-encoding" in data[:end].lower():
             return False
         path = line[1].partition(b"?")[0].decode("latin-1")
-        refusal = admission.shed(path, state.pool, state.body_budget)
+        refusal = admission.shed(path, state.pool, state.body_budget, int(length.group(1)))
         if refusal is None:
             return False
         t0 = time.perf_counter()
