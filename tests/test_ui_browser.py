@@ -92,7 +92,7 @@ def test_classify_page_matches_api(page):
     t0 = body["threshold"]
     assert t0 == 0.5 and pg.inner_text("#threshold-value") == "0.50"
     skim0 = pg.locator("#tokens .tok.skim").count()
-    url, body = act(pg, "classify", lambda: [pg.focus("#threshold")] + [pg.keyboard.press("ArrowLeft") for _ in range(4)],
+    url, body = act(pg, "classify", lambda: [pg.focus("#threshold")] + [pg.keyboard.press("ArrowLeft") for _ in range(20)],
                     url_has="threshold=0.3")
     assert "threshold=0.3" in url and body["threshold"] == 0.3 and pg.inner_text("#threshold-value") == "0.30"
     assert pg.locator("#tokens .tok.skim").count() > skim0  # lower threshold: more skimmed tokens
@@ -129,7 +129,11 @@ def test_qa_page_matches_api(page):
     act(pg, "qa", lambda: pg.select_option("#model", "squad-skim-lstm-att"))
     pg.fill("#context", CONTEXT)
     _, body = act(pg, "qa", lambda: pg.fill("#question", QUESTION), body_has=QUESTION)
-    url, body = act(pg, "qa", lambda: [pg.focus("#threshold")] + [pg.keyboard.press("ArrowRight") for _ in range(2)],
+    # the slider starts at the model's default (steps of 0.01: a default such as 0.48 is shown as it is)
+    default = httpx.get(f"{pg.base}/models/squad-skim-lstm-att").json()["default_threshold"]
+    assert float(pg.input_value("#threshold")) == default
+    key, n = ("ArrowLeft", round((default - 0.3) * 100)) if default > 0.3 else ("ArrowRight", round((0.3 - default) * 100))
+    url, body = act(pg, "qa", lambda: [pg.focus("#threshold")] + [pg.keyboard.press(key) for _ in range(n)],
                     url_has="threshold=0.3")
     assert body["threshold"] == 0.3
     ref = api(pg, "qa", {"model": "squad-skim-lstm-att", "threshold": 0.3}, {"context": CONTEXT, "question": QUESTION})
