@@ -188,3 +188,20 @@ def test_run_executes_in_order_skips_finished_steps_and_stops_at_a_failure(tmp_p
     calls.clear()
     assert reproduce.run(chain, force=True, runner=runner) == 1
     assert len(calls) == 1  # stops at the first failure (a's mkdir: a exists)
+
+
+def test_a_start_that_is_not_the_recorded_base_is_refused(tmp_path):
+    """A run whose --init-from is not its recorded base (an AntMan student continued from another student,
+    whose training.base is the model it shares the embedding with) gets a clear error, not a wrong chain."""
+    base = {"name": "toy-lstm", "command": "python -m training.train --name toy-run --family lstm --out-dir /tmp/x"}
+    manifest = {"name": "toy-10x", "training": {
+        "command": "python -m training.train_antman --name toy-10x --init-from /tmp/r/other-student --out-dir /tmp/r",
+        "base": base}}
+    (tmp_path / "toy-10x").mkdir()
+    (tmp_path / "toy-10x" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(reproduce.ReproduceError, match="not the base its manifest records"):
+        reproduce.build(tmp_path / "toy-10x")
+    manifest["training"]["command"] = manifest["training"]["command"].replace("other-student", "toy-run")
+    (tmp_path / "toy-10x" / "manifest.json").write_text(json.dumps(manifest))
+    argv = reproduce.build(tmp_path / "toy-10x").steps[1].argv      # its base's run: the chain holds
+    assert argv[argv.index("--init-from") + 1] == str(Path(WORK) / "toy-run")

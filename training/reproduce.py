@@ -202,9 +202,17 @@ def build(model_dir: Path, work: Path = Path("runs/reproduce"), data_dir: str | 
         if run is None:
             raise ReproduceError(f"recorded command without --name: {rec['command']}")
         new = {"--out-dir": str(work), "--vocab-cache": str(work / "vocab"), "--data-dir": None}
-        if _flag_value(argv, "--init-from") is not None:
+        start_from = _flag_value(argv, "--init-from")
+        if start_from is not None:
             if init is None:
                 raise ReproduceError(f"{run} starts from a base the manifest does not record")
+            base = records[depth - 1] if depth else {}
+            known = {base.get("name"), _flag_value(_python(shlex.split(base.get("command") or "")), "--name")}
+            if Path(start_from.rstrip("/")).name not in known:
+                # e.g. an AntMan student continued from another student: its training.base is the model whose
+                # embedding it shares, not the run it started from, so the chain would start from the wrong one
+                raise ReproduceError(f"{run} starts from {start_from}, which is not the base its manifest records "
+                                     f"({base.get('name')}); that chain is not recorded (see the model's docs)")
             new["--init-from"] = str(init)
         recorded_labels = _flag_value(argv, "--distill")
         if recorded_labels is not None:

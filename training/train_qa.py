@@ -186,7 +186,8 @@ def main(argv=None):
         model.load_weights(art.weights)
         base = {"name": art.manifest["name"], "family": art.manifest["family"],
                 "command": art.manifest.get("training", {}).get("command"),
-                "dev_f1": art.manifest.get("training", {}).get("dev_f1")}
+                "dev_f1": art.manifest.get("training", {}).get("dev_f1"),
+                "base": art.manifest.get("training", {}).get("base")}   # the chain, back to a run from scratch
     teacher = None
     if args.distill_from:
         t_art = load_artifact(args.distill_from)
