@@ -35,10 +35,13 @@ def models(tmp_path):
     return root
 
 
+def random_examples(seed: int, n: int) -> list[tuple[str, int]]:
+    rng = np.random.default_rng(seed)
+    return [(" ".join(rng.choice(DEFAULT_WORDS, rng.integers(3, 30))), int(rng.integers(0, 2))) for _ in range(n)]
+
+
 def test_accuracy_through_the_server(models, tmp_path, monkeypatch):
-    rng = np.random.default_rng(0)
-    examples = [(" ".join(rng.choice(DEFAULT_WORDS, rng.integers(3, 30))), int(rng.integers(0, 2)))
-                for _ in range(70)]
+    examples = random_examples(0, 70)
     monkeypatch.setattr(A, "load_split", lambda dataset, split, limit: examples[:limit])
     out = tmp_path / "out"
     assert A.main(["--models-dir", str(models), "--out", str(out)]) == 0
@@ -72,9 +75,7 @@ def test_accuracy_through_the_server(models, tmp_path, monkeypatch):
 def test_update_measures_only_the_named_models(models, tmp_path, monkeypatch):
     """--update: the named models are measured again, every other row is the committed run's, and the
     comparisons against the teacher are recomputed from the rows."""
-    rng = np.random.default_rng(1)
-    examples = [(" ".join(rng.choice(DEFAULT_WORDS, rng.integers(3, 30))), int(rng.integers(0, 2)))
-                for _ in range(40)]
+    examples = random_examples(1, 40)
     monkeypatch.setattr(A, "load_split", lambda dataset, split, limit: examples[:limit])
     out = tmp_path / "out"
     assert A.main(["--models-dir", str(models), "--out", str(out)]) == 0

@@ -72,6 +72,17 @@ def _status(reply: bytes) -> int:
     return int(reply.split(b" ", 2)[1]) if reply.startswith(b"HTTP/1.1 ") else -1
 
 
+def _read_json_reply(s) -> bytes:
+    """Bytes from the socket until a JSON body's closing brace (or the server closes)."""
+    reply = b""
+    while not reply.endswith(b"}"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        reply += chunk
+    return reply
+
+
 def _json(reply: bytes) -> dict:
     return json.loads(reply.split(b"\r\n\r\n", 1)[1])
 
@@ -135,12 +146,7 @@ def test_huge_string_is_refused_after_a_little_of_it(server):
     with socket.create_connection(_addr(server[0]), timeout=10) as s:
         s.sendall(head + b'{"text": "' + b"a" * 200_000)
         s.settimeout(10)
-        reply = b""
-        while not reply.endswith(b"}"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            reply += chunk
+        reply = _read_json_reply(s)
     assert _status(reply) == 413 and _json(reply)["code"] == "text_too_large"
 
 
@@ -165,12 +171,7 @@ def test_burst_of_big_bodies_is_read_a_budget_at_a_time(models_dir, tmp_path):
                 heads_in.wait()  # every head is in before any body: all eight ask for room at once
                 time.sleep(0.05)
                 s.sendall(b'{"text": "' + b"a" * 100_000)
-                reply = b""
-                while not reply.endswith(b"}"):
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    reply += chunk
+                reply = _read_json_reply(s)
             body = reply.split(b"\r\n\r\n", 1)[1].decode()
             return _status(reply), json.JSONDecoder().raw_decode(body)[0]["code"]  # the first response's
 

@@ -69,13 +69,18 @@ def main(argv=None):
               "sweep": [{k: r[k] for k in ("threshold", "accuracy", "skim_rate", "flop_reduction")} for r in rows]}
     if args.no_write:
         return chosen, record
+    write_default(folder, chosen, record)
+    return chosen, record
+
+
+def write_default(folder: Path, chosen: float, record: dict) -> None:
+    """The chosen default and its selection record into the model's manifest (checksums refreshed)."""
     manifest = json.loads((folder / MANIFEST).read_text())
     manifest["default_threshold"] = chosen
     manifest["default_threshold_selection"] = record
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     refresh_checksums(folder)
     print(f"{folder}: default_threshold = {chosen}")
-    return chosen, record
 
 
 if __name__ == "__main__":

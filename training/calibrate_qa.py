@@ -13,13 +13,13 @@ threshold (it skims more). The test split is never read. The sweep and the rule 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from service.artifacts import MANIFEST, load_artifact, refresh_checksums
+from service.artifacts import load_artifact
 from service.families import build_model
 
 from . import squad
+from .calibrate import write_default
 from .runlog import command_line
 from .squad_metric import f1_score, metric_max_over_ground_truths
 
@@ -83,12 +83,7 @@ def main(argv=None):
               "command": command_line("training.calibrate_qa", argv), "sweep": rows}
     if args.no_write:
         return chosen, record
-    manifest = json.loads((folder / MANIFEST).read_text())
-    manifest["default_threshold"] = chosen
-    manifest["default_threshold_selection"] = record
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    refresh_checksums(folder)
-    print(f"{folder}: default_threshold = {chosen}")
+    write_default(folder, chosen, record)
     return chosen, record
 
 
