@@ -1,5 +1,6 @@
 """Per-token model time of a Skim-LSTM layer on a torch device, side by side in one run: the no-sync paths of
-gpu_skim.py (fused Triton kernel with 4/8/16/32 warps, CUDA graph, eager loop), the first version (per-token
+gpu_skim.py (the register-resident CUDA kernel of gpu_cuda.py, the fused Triton kernel with 4/8/16/32 warps,
+CUDA graph, eager loop), the first version (per-token
 host sync, mode "sync") and cuDNN's dense nn.LSTM of the same size (the reference point of issue 23).
 The compiled CPU kernel (service/engine/fast.py, one thread) on the same layer where it is built. Batch 1 at
 several lengths, then batches of 8 and 64 texts (fused vs cuDNN). Each figure is the median of
@@ -51,7 +52,7 @@ def main(argv=None) -> int:
     import torch
 
     from random_model import random_layer_weights
-    from service.engine import gpu, gpu_skim, reference
+    from service.engine import gpu, gpu_cuda, gpu_skim, reference
     from service.engine.layer import LayerWeights
 
     dev = torch.device(args.device)
@@ -59,12 +60,18 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     w = LayerWeights.from_dict(random_layer_weights(rng, args.e, args.d, args.ds), "rnn.")
     dense = LayerWeights.from_dict(random_layer_weights(rng, args.e, args.d, 0), "rnn.")
+    rows, mismatches = [], []
     DEFAULT_WARPS = gpu_skim.fused_module().NUM_WARPS if gpu_skim.fused_module() else None
     modes = ["loop", "sync"]
+    cuda_kernel = None
     if cuda:
         modes = ["graph", "sync"] + (["fused"] if gpu_skim.fused_module() else [])
+        if gpu_cuda.kernel(torch, args.d, args.ds) is not None:
+            modes.append("cuda")
+        else:  # recorded and failed: "cuda" would silently run as "fused"
+            cuda_kernel = gpu_cuda._unavailable or f"d={args.d}, d'={args.ds} does not fit (gpu_cuda.fits)"
+            mismatches.append({"mode": "cuda", "unavailable": cuda_kernel})
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    rows, mismatches = [], []
 
     def run(mode, xs, thr, warps=None):
         if warps is not None:
@@ -101,13 +108,16 @@ def main(argv=None) -> int:
             row["us_per_token"][label] = 1e6 * _time(lambda: run(mode, [x], [args.threshold], wp), reps) / T
         if "fused" in modes:
             gpu_skim.fused_module().NUM_WARPS = DEFAULT_WARPS
+        if "cuda" in modes:  # the kernel alone on device buffers (CUDA events): what the host path adds
+            row["cuda_kernel_only_us_per_token"] = 1e3 * _kernel_ms(torch, gpu, gpu_cuda, w, x, args.threshold,
+                                                                    dev, args.reps) / T
         base = row["us_per_token"]["cudnn-dense" if cuda else "torch-dense"]
         row["ratio_to_dense"] = {k: v / base for k, v in row["us_per_token"].items()}
         rows.append(row)
         print(json.dumps(row), flush=True)
 
     batch_rows = []
-    best = "fused" if "fused" in modes else modes[0]
+    best = "cuda" if "cuda" in modes else "fused" if "fused" in modes else modes[0]
     for B in [int(v) for v in args.batches.split(",") if v]:
         lengths = rng.integers(20, 300, B)
         xs = [rng.standard_normal((int(n), args.e)).astype(np.float32) for n in lengths]
@@ -128,12 +138,31 @@ def main(argv=None) -> int:
 
     meta = {"device": str(dev), "torch": torch.__version__, "sizes": {"e": args.e, "d": args.d, "d_small": args.ds},
             "threshold": args.threshold, "reps": args.reps, "median": True,
-            "gpu": torch.cuda.get_device_name(dev) if cuda else None}
+            "gpu": torch.cuda.get_device_name(dev) if cuda else None, "cuda_kernel_unavailable": cuda_kernel}
     result = {"meta": meta, "batch1": rows, "batched": batch_rows, "decision_mismatches": mismatches}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     args.out.with_suffix(".md").write_text(to_markdown(result))
     return 1 if mismatches else 0
+
+
+def _kernel_ms(torch, gpu, gpu_cuda, w, x, threshold, dev, reps: int) -> float:
+    """Median ms of gpu_cuda.launch alone for one sequence, inputs already on the device."""
+    p = gpu._prepared(w, dev)
+    with torch.inference_mode():
+        proj = torch.addmm(p.b_in, torch.as_tensor(x).to(dev), p.W_in.t())
+        meta = torch.as_tensor(gpu_cuda.meta_rows([0], [x.shape[0]], [threshold], [None])).to(dev)
+        out = torch.empty((x.shape[0], p.d + 2), dtype=torch.float32, device=dev)
+        times = []
+        for i in range(reps + 3):
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            gpu_cuda.launch(torch, proj, p.W_rec, meta, out, p.d, p.ds)
+            b.record()
+            b.synchronize()
+            if i >= 3:
+                times.append(a.elapsed_time(b))
+    return statistics.median(times)
 
 
 def to_markdown(r: dict) -> str:
@@ -146,8 +175,14 @@ def to_markdown(r: dict) -> str:
     for row in r["batch1"]:
         cells = [f"{row['us_per_token'][k]:.2f} ({row['ratio_to_dense'][k]:.2f}x)" for k in keys]
         lines.append(f"| {row['tokens']} | {row['skim_rate']:.2f} | " + " | ".join(cells) + " |")
+    if any("cuda_kernel_only_us_per_token" in row for row in r["batch1"]):
+        lines += ["", "The `cuda` kernel alone (device buffers in, CUDA events; the rest of its column is the host path: "
+                  "copies, the input projection, the launch, the read-back): "
+                  + ", ".join(f"{row['tokens']} tokens {row['cuda_kernel_only_us_per_token']:.2f} µs/token"
+                              for row in r["batch1"] if "cuda_kernel_only_us_per_token" in row) + "."]
     if r["batched"]:
         lines += ["", "Batches of texts of 20-299 tokens, thresholds mixed (one launch per batch):", "",
+                  f"Skim batches run on `{r['batched'][0]['mode']}`.", "",
                   "| texts | tokens | skim batch ms | one by one ms | dense batch ms | skim texts/s | dense texts/s |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         for b in r["batched"]:

@@ -99,7 +99,8 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on 
 FUSED = pytest.mark.skipif(not torch.cuda.is_available() or gpu_skim.fused_module() is None,
                            reason="needs CUDA and Triton")
 MODE_DEVICES = [("loop", "cpu"), pytest.param("loop", "cuda", marks=CUDA), pytest.param("graph", "cuda", marks=CUDA),
-                pytest.param("fused", "cuda", marks=FUSED), pytest.param("sync", "cuda", marks=CUDA)]
+                pytest.param("fused", "cuda", marks=FUSED), pytest.param("sync", "cuda", marks=CUDA),
+                pytest.param("cuda", "cuda", marks=CUDA)]
 
 
 def _batch(e, lengths, seed):
@@ -178,3 +179,61 @@ def test_fused_kernel_interpreted_on_cpu():
     env = dict(os.environ, TRITON_INTERPRET="1")
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-2000:]
+
+
+# --- the register-resident CUDA kernel (gpu_cuda.py) ------------------------------------------------------
+
+from service.cells import get_cell  # noqa: E402
+from service.cells.gated import run_reference  # noqa: E402
+from service.engine import gpu_cuda  # noqa: E402
+from service.engine.budget import layer_budget  # noqa: E402
+
+
+def test_cuda_kernel_fit_rule():
+    """The served sizes fit one block with their weights in registers; wide layers go to Triton."""
+    assert gpu_cuda.fits(100, 10) and gpu_cuda.threads_for(100, 10) == 448
+    assert gpu_cuda.fits(24, 4) and gpu_cuda.fits(20, 19)
+    assert not gpu_cuda.fits(128, 16) and not gpu_cuda.fits(400, 40)
+
+
+@CUDA
+@pytest.mark.parametrize("d,ds", [(100, 10), (24, 4), (20, 19), (30, 3)])
+def test_cuda_kernel_compiles(d, ds):
+    """NVRTC builds the kernel on a GPU machine (a failure would silently fall back to Triton)."""
+    assert gpu_cuda.kernel(torch, d, ds) is not None, gpu_cuda._unavailable
+
+
+@CUDA
+def test_cuda_kernel_is_used_for_a_wide_layer_too():
+    """A layer too wide for registers runs on the fallback and still matches the reference."""
+    w = LayerWeights.from_dict(random_layer_weights(np.random.default_rng(5), 16, 160, 16), "rnn.")
+    x = np.random.default_rng(6).standard_normal((30, 16)).astype(np.float32)
+    out = gpu.run_layer_on(w, x, 0.5, "cuda", mode="cuda")
+    ref = reference.run_layer(w, x, 0.5)
+    np.testing.assert_array_equal(out.skim, ref.skim)
+    np.testing.assert_allclose(out.hs, ref.hs, atol=1e-4)
+
+
+def _budget_case():
+    cell = get_cell("skim-lstm")
+    w = cell.weights(random_layer_weights(np.random.default_rng(21), 12, 20, 3, skim_bias=-1.0), "rnn.")
+    xs = _batch(12, [60, 0, 95, 7, 230], seed=22)
+    thr = [0.4, 0.5, 0.9, 1.0, 0.0]
+    budgets = [layer_budget(cell, w, len(x), b) for x, b in zip(xs, [0.1, 0.3, None, 0.5, 0.2])]
+    return w, xs, thr, budgets
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_budgets_in_a_batch_match_the_reference(device, monkeypatch):
+    """Each text of a batch keeps its own FLOP budget: on CUDA the kernel applies the rule on the device
+    (the per-token host loop must not run); elsewhere the host loop does. Same decisions either way."""
+    w, xs, thr, budgets = _budget_case()
+    if device == "cuda":
+        monkeypatch.setattr(gpu, "_run_sync", lambda *a, **k: pytest.fail("budget ran on the host loop"))
+    outs = gpu.run_layers_on(w, xs, thr, device, None, budgets)
+    for x, t, lb, out in zip(xs, thr, budgets, outs):
+        ref = run_reference(w, x, t, lb)
+        np.testing.assert_array_equal(out.skim, ref.skim)
+        np.testing.assert_allclose(out.hs, ref.hs, atol=1e-4)
+    assert any(lb is not None and o.skimmed > run_reference(w, x, t).skimmed
+               for x, t, lb, o in zip(xs, thr, budgets, outs)), "fixture: some budget should bite"

@@ -17,9 +17,10 @@ def test_concurrent_calls_batch_with_their_own_thresholds():
     w = LayerWeights.from_dict(random_layer_weights(np.random.default_rng(3), 16, 24, 4), "rnn.")
     sizes = []
 
-    def run_many(w_, xs, thr):
+    def run_many(w_, xs, thr, budgets):
         sizes.append(len(xs))
-        return gpu.run_layers_on(w_, xs, thr, "cpu")
+        assert budgets == [None] * len(xs)
+        return gpu.run_layers_on(w_, xs, thr, "cpu", None, budgets)
 
     b = LayerBatcher(run_many, max_batch=8, wait_ms=200)
     xs = [np.random.default_rng(i).standard_normal((5 + 7 * i, 16)).astype(np.float32) for i in range(8)]
@@ -38,7 +39,7 @@ def test_concurrent_calls_batch_with_their_own_thresholds():
 
 
 def test_errors_reach_every_waiting_call():
-    def boom(w, xs, thr):
+    def boom(w, xs, thr, budgets):
         raise RuntimeError("device lost")
 
     b = LayerBatcher(boom, max_batch=4, wait_ms=0)

@@ -166,11 +166,12 @@ class TorchBackend(Backend):
             from .gpu_batch import LayerBatcher
 
             device = self.device or OPTIONS["torch_device"]
-            self._batcher = LayerBatcher(lambda w, xs, thr: gpu.run_layers_on(w, xs, thr, device), size, wait)
+            self._batcher = LayerBatcher(lambda w, xs, thr, budgets: gpu.run_layers_on(w, xs, thr, device, None,
+                                                                                        budgets), size, wait)
 
     def run_layer(self, w, x, threshold, budget=None):
-        if self._batcher is not None and budget is None:
-            return self._batcher.run(w, x, threshold)
+        if self._batcher is not None:  # each call keeps its own threshold and budget inside the batch
+            return self._batcher.run(w, x, threshold, budget)
         return self._fn(w, x, threshold, budget)
 
     def layer_kernel(self):

@@ -116,19 +116,22 @@ def run_layers_on(w: LayerWeights, xs: list[np.ndarray], thresholds: list[float]
                   mode: str | None = None, budgets=None) -> list[LayerOutput]:
     """A batch of texts through one layer, each with its own threshold. mode: gpu_skim.MODES (None: the
     device's default) or "sync" (the per-token host-sync loop, one text at a time). A FLOP budget
-    (service/engine/budget.py) is a host-side rule per token, so a skim layer with one runs on "sync"."""
+    (service/engine/budget.py) is applied on the device by the `cuda` kernel; where that kernel does not
+    run, a skim layer with a budget runs on "sync" (the rule then runs per token on the host)."""
     torch = _import_torch()
     device = torch.device(device)
     p = _prepared(w, device)
     budgets = budgets or [None] * len(xs)
-    if mode == "sync" or not xs or (w.skims and any(b is not None for b in budgets)):
+    if mode == "sync" or not xs:
         return [_run_sync(torch, p, w, x, thr, device, b) for x, thr, b in zip(xs, thresholds, budgets)]
     with torch.inference_mode():
         if not w.skims:
             return _run_dense(torch, p, xs, device)
         from . import gpu_skim
 
-        outs = gpu_skim.run_batch(torch, p, [np.asarray(x, np.float32) for x in xs], thresholds, mode)
+        outs = gpu_skim.run_batch(torch, p, [np.asarray(x, np.float32) for x in xs], thresholds, mode, budgets)
+    if outs is None:  # budgets, and no kernel here that applies them on the device
+        return [_run_sync(torch, p, w, x, thr, device, b) for x, thr, b in zip(xs, thresholds, budgets)]
     d = p.d
     return [LayerOutput(np.ascontiguousarray(o[:, :d]), o[:, d + 1] > 0.5, np.ascontiguousarray(o[:, d]))
             for o in outs]

@@ -1,11 +1,11 @@
 """Dynamic batching for the torch kernels: concurrent requests' calls of one layer run as one batch.
 
-Each model thread calls `run(w, x, threshold)` and waits; one worker thread takes the oldest waiting call,
+Each model thread calls `run(w, x, threshold, budget)` and waits; one worker thread takes the oldest waiting call,
 adds every other waiting call of the same layer (up to `max_batch`), waits up to `wait_ms` for more when
 the batch is not full, and runs them with gpu.run_layers_on: one launch, each text with its own threshold,
-its own decisions and so its own cost figures (packed, so a short text does not pay for a long one).
-With wait_ms = 0 a lone request never waits: batches form only from calls that queued while the device
-was busy. Calls with a FLOP budget bypass the batcher (the budget rule runs per token on the host).
+its own decisions, its own FLOP budget (budget.LayerBudget or None) and so its own cost figures (packed, so
+a short text does not pay for a long one). With wait_ms = 0 a lone request never waits: batches form only
+from calls that queued while the device was busy.
 """
 from __future__ import annotations
 
@@ -20,14 +20,14 @@ class LayerBatcher:
             raise ValueError(f"max_batch must be >= 1 and wait_ms >= 0 (got {max_batch}, {wait_ms})")
         self.run_many, self.max_batch, self.wait_s = run_many, max_batch, wait_ms / 1000.0
         self._cv = threading.Condition()
-        self._queue: list[tuple[object, object, float, Future]] = []
+        self._queue: list[tuple[object, object, float, object, Future]] = []
         self.batches = 0  # batches run (a test reads it)
         threading.Thread(target=self._loop, name="skimserve-gpu-batcher", daemon=True).start()
 
-    def run(self, w, x, threshold: float):
+    def run(self, w, x, threshold: float, budget=None):
         fut: Future = Future()
         with self._cv:
-            self._queue.append((w, x, float(threshold), fut))
+            self._queue.append((w, x, float(threshold), budget, fut))
             self._cv.notify()
         return fut.result()
 
@@ -51,10 +51,11 @@ class LayerBatcher:
         while True:
             w, items = self._take()
             try:
-                outs = self.run_many(w, [it[1] for it in items], [it[2] for it in items])
+                outs = self.run_many(w, [it[1] for it in items], [it[2] for it in items],
+                                     [it[3] for it in items])
                 self.batches += 1
                 for it, out in zip(items, outs):
-                    it[3].set_result(out)
+                    it[4].set_result(out)
             except BaseException as exc:  # noqa: BLE001  (every waiting request gets the error)
                 for it in items:
-                    it[3].set_exception(exc)
+                    it[4].set_exception(exc)

@@ -5,9 +5,12 @@ big LSTM and the small one on the first d' units) and selects the result per seq
 (skim iff float32(p_skim) > float32(threshold): layer.decide's rule, each sequence with its own threshold).
 Nothing is read back until the batch is done; then one (N, d + 2) buffer comes back: h_t, p_skim, skim flag.
 
-Three ways to run the same step, one per `mode`:
+Four ways to run the same step, one per `mode`:
+  cuda   CUDA + NVRTC: one launch of a hand-written kernel for the whole batch, one block per sequence, each
+         thread holding one row of the recurrent weights in registers (gpu_cuda.py). The default on CUDA
+         where the layer fits (d up to about 100: gpu_cuda.fits); otherwise it runs as `fused`.
   fused  CUDA + Triton: one kernel launch for the whole batch, sequences packed end to end, each block
-         running its own sequence for its own length (gpu_fused.py). The default on CUDA.
+         running its own sequence for its own length (gpu_fused.py).
   graph  CUDA without Triton: the batched torch.where loop captured as a CUDA graph per (batch, length)
          bucket (powers of two; sequences padded to the bucket; longer texts run as chunks of MAX_BUCKET
          steps carrying h and c), replayed per call.
@@ -21,7 +24,9 @@ import threading
 
 import numpy as np
 
-MODES = ("fused", "graph", "loop")
+from . import gpu_cuda
+
+MODES = ("cuda", "fused", "graph", "loop")
 MIN_BUCKET, MAX_BUCKET = 16, 1024
 _fused = None  # the gpu_fused module once imported; False when Triton is missing
 
@@ -41,7 +46,7 @@ def fused_module():
 def default_mode(device) -> str:
     if device.type != "cuda":
         return "loop"
-    return "fused" if fused_module() is not None else "graph"
+    return "cuda"  # falls back to fused / graph per layer where the kernel cannot be built (run_batch)
 
 
 def _bucket(n: int, low: int) -> int:
@@ -128,22 +133,46 @@ def _run_graph(torch, p, proj_tb, thr, T: int):
     return out
 
 
-def run_batch(torch, p, xs: list[np.ndarray], thresholds: list[float], mode: str | None = None):
+def run_batch(torch, p, xs: list[np.ndarray], thresholds: list[float], mode: str | None = None, budgets=None):
     """Skim layer p (gpu._Prepared) over texts xs (each (T_i, e)) -> host (T_i, d + 2) arrays, one per text.
-    One host->device copy of the packed tokens, one input projection, one read-back."""
+    One host->device copy of the packed tokens, one input projection, one read-back. budgets: one
+    budget.LayerBudget or None per text; only the `cuda` kernel applies them, so with any budget set and no
+    `cuda` kernel for this layer the result is None (the caller runs the per-token host loop instead)."""
     dev = p.W_rec.device
     mode = mode or default_mode(dev)
     if mode not in MODES:
         raise ValueError(f"unknown skim mode '{mode}' (known: {', '.join(MODES)})")
     lengths = [int(x.shape[0]) for x in xs]
     N, B, d = sum(lengths), len(xs), p.d
+    capped = budgets is not None and any(b is not None for b in budgets)
+    if capped and (mode != "cuda" or dev.type != "cuda" or gpu_cuda.kernel(torch, d, p.ds) is None):
+        return None
     if N == 0:
         return [np.zeros((0, d + 2), np.float32) for _ in xs]
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int32)
+    thr_host = np.asarray(thresholds, np.float32)
+    if mode == "cuda" and dev.type != "cuda":
+        raise ValueError("skim mode 'cuda' needs a CUDA device")
+    if mode == "cuda" and gpu_cuda.kernel(torch, d, p.ds) is not None:
+        # the tokens and the (6, B) int64 meta rows in one host->device copy: each copy costs ~10 µs or more
+        meta = gpu_cuda.meta_rows(starts, lengths, thresholds, budgets or [None] * B)
+        nx = N * xs[0].shape[1]
+        off = nx + (nx & 1)  # the int64 rows start 8-byte aligned
+        host_in = np.zeros(off + 2 * meta.size, np.float32)
+        np.concatenate(xs, out=host_in[:nx].reshape(N, -1))
+        host_in[off:].view(np.int64)[:] = meta.ravel()
+        dev_in = torch.as_tensor(host_in).to(dev)
+        X, meta_d = dev_in[:nx].view(N, -1), dev_in[off:].view(torch.int64).view(6, B)
+        proj = torch.addmm(p.b_in, X, p.W_in.t())                # (N, P)
+        out = torch.empty((N, d + 2), dtype=torch.float32, device=dev)
+        gpu_cuda.launch(torch, proj, p.W_rec, meta_d, out, d, p.ds)
+        host = out.cpu().numpy()
+        return [host[s:s + n] for s, n in zip(starts, lengths)]
+    if mode == "cuda":  # too wide for registers, or no NVRTC here
+        mode = "fused" if fused_module() is not None else "graph"
     packed = np.ascontiguousarray(np.concatenate(xs), np.float32)
     X = torch.as_tensor(packed).to(dev, non_blocking=False)
     proj = torch.addmm(p.b_in, X, p.W_in.t())                    # (N, P)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int32)
-    thr_host = np.asarray(thresholds, np.float32)
     if mode == "fused":  # starts, lengths and the thresholds' bits in one copy: each copy costs ~10 µs
         meta = torch.as_tensor(np.stack([starts, np.asarray(lengths, np.int32), thr_host.view(np.int32)])).to(dev)
         out = torch.empty((N, d + 2), dtype=torch.float32, device=dev)
