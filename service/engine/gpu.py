@@ -3,8 +3,9 @@
 - Plain LSTM layers run as one torch.nn.LSTM call (cuDNN on CUDA) with the artifact's weights copied
   in: the gate order i, f, g, o is torch's; the summed bias goes into bias_ih, bias_hh is zero.
 - Skim-LSTM layers run on the device with no host round-trip inside the sequence (gpu_skim.py: the
-  decision taken on the device, both cells computed, the result selected; one fused Triton kernel on
-  CUDA, a CUDA graph without Triton, an eager loop on CPU). run_layers_on runs a batch of texts at once
+  decision taken on the device, both cells computed, the result selected; one register-resident CUDA
+  kernel on CUDA (gpu_cuda.py), the fused Triton kernel for layers too wide for it, a CUDA graph without
+  Triton, an eager loop on CPU). run_layers_on runs a batch of texts at once
   (the dynamic batcher, gpu_batch.py, calls it). mode="sync" keeps the first version for comparison: a
   per-token loop that reads p_skim back to the host at every token (a device->host sync per token) and
   then runs either the big or the small cell.

@@ -43,16 +43,19 @@ class LayerBatcher:
                 if len(same) >= self.max_batch or left <= 0:
                     break
                 self._cv.wait(left)
-            for item in same:
-                self._queue.remove(item)
+            taken = {id(item) for item in same}  # by identity: == on the items would compare weight arrays
+            self._queue = [item for item in self._queue if id(item) not in taken]
             return w, same
 
     def _loop(self):
-        while True:
-            w, items = self._take()
+        while True:  # nothing may end this thread: every later request would wait forever
+            items = []
             try:
+                w, items = self._take()
                 outs = self.run_many(w, [it[1] for it in items], [it[2] for it in items],
                                      [it[3] for it in items])
+                if len(outs) != len(items):
+                    raise RuntimeError(f"batch of {len(items)} calls gave {len(outs)} results")
                 self.batches += 1
                 for it, out in zip(items, outs):
                     it[4].set_result(out)
