@@ -276,7 +276,7 @@ def to_markdown(result: dict) -> str:
     lines = ["# AntMan benchmark", "",
              f"`{result['command']}` on {m['cpu']} ({m['cores']} cores, one thread used), {m['date']}; "
              f"load average {m.get('load_average', float('nan')):.1f} at the end; fast kernel AVX2: {m.get('fast_avx2')}; "
-             f"AntMan fast kernel built: {result['antman_fast_kernel']}.",
+             f"AntMan fast kernel built: {result['antman_fast_kernel']}; caches: {m.get('caches', 'not recorded')}.",
              "Medians of interleaved rounds; read the ratios (absolute times drift on a shared machine).", "",
              f"## Table 5's shape: batch 1, T={T}, input = hidden = d, one thread", "",
              "| d | layer | theoretical speed-up (products only) | reference µs/token | fast µs/token | ORT LSTM µs/token "

@@ -310,7 +310,23 @@ def machine() -> dict:
         info["load_average"] = os.getloadavg()[0]
     except OSError:
         pass
+    info["caches"] = caches()
     return info
+
+
+def caches() -> str:
+    """cpu0's caches as the kernel reports them ("L1d 48K, L1i 64K, L2 2048K, L3 491520K shared by 0-1"):
+    what decides whether a layer's weights stay near the core."""
+    out = []
+    for idx in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level, kind, size, shared = ((idx / f).read_text().strip() for f in ("level", "type", "size",
+                                                                                   "shared_cpu_list"))
+        except OSError:
+            continue
+        tag = {"Data": "d", "Instruction": "i"}.get(kind, "")
+        out.append(f"L{level}{tag} {size}" + (f" shared by {shared}" if shared not in ("0", "") else ""))
+    return ", ".join(out) or "unknown"
 
 
 def targets(syn: list[dict], real: list[dict]) -> list[dict]:
