@@ -42,7 +42,8 @@ except ImportError:  # httptools not installed
 
 from .. import metrics
 from ..config import Settings
-from . import admission
+from . import admission, fast_path
+from .body import is_json
 from .errors import RETRY_AFTER_S
 
 HEALTH_LINES = (b"GET /healthz HTTP/1.1\r\n", b"HEAD /healthz HTTP/1.1\r\n", b"GET /healthz HTTP/1.0\r\n",
@@ -54,6 +55,79 @@ BODY_HEADER = re.compile(rb"\r\n(content-length|transfer-encoding)\s*:", re.IGNO
 CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,12})[ \t]*\r\n", re.IGNORECASE)
 LINGER_S = 1.0  # how long a refused connection keeps draining before it is closed
 H11_SLACK = 512 * 1024  # h11's own limit sits above ours (and above one asyncio read), so ours answers first
+
+
+STATUS_LINES = {200: b"HTTP/1.1 200 OK\r\n", 500: b"HTTP/1.1 500 Internal Server Error\r\n",
+                503: b"HTTP/1.1 503 Service Unavailable\r\n"}
+STATUS_TEXT = {status: str(status) for status in STATUS_LINES}
+# request line of a POST the protocol answers itself: a model route, a plain query, HTTP/1.1
+INLINE_LINE = re.compile(rb"POST (/classify|/qa)(?:\?([!#-~]*))? HTTP/1\.1")
+HEADER_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+HEADER_VALUE_BAD = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+INLINE_ROUTES = {b"/classify": fast_path.ROUTES["/classify"], b"/qa": fast_path.ROUTES["/qa"]}
+# headers that change how a request is read or answered: such a request takes uvicorn's way
+NOT_INLINE = frozenset({b"transfer-encoding", b"expect", b"upgrade", b"te", b"trailer"})
+
+
+def inline_request(data: bytes, end: int, fast, state):
+    """(route, query string, body) of a whole request (head and body in `data`, head ending at `end`) that
+    the protocol may answer itself, or None. None unless it is exactly what the ASGI path would take as it
+    is: HTTP/1.1, a strict head (header names tokens, no control bytes in values: anything uvicorn's
+    parser could refuse is left to it), keep-alive, one Content-Length and JSON content type, a body within
+    `inline_max_bytes` (so it runs on the event loop there too) and the text limit, and nothing admission.py
+    refuses (URL and header sizes, the body budget). Repeated query parameters are the fast path's Fallback."""
+    first = data.find(b"\r\n")
+    line = INLINE_LINE.fullmatch(data, 0, first)
+    if line is None:
+        return None
+    route = INLINE_ROUTES[line.group(1)]
+    query = line.group(2) or b""
+    settings = state.settings
+    if len(line.group(1)) + len(query) > settings.max_url_bytes:
+        return None
+    ctype = length = None
+    head = 0
+    for raw in data[first + 2:end].split(b"\r\n"):
+        name, colon, value = raw.partition(b":")
+        if not colon or HEADER_NAME.fullmatch(name) is None or HEADER_VALUE_BAD.search(value) is not None:
+            return None
+        name, value = name.lower(), value.strip(b" \t")
+        head += len(name) + len(value) + 4
+        if name == b"content-length":
+            if length is not None:
+                return None
+            length = value
+        elif name == b"content-type":
+            if ctype is not None:
+                return None
+            ctype = value
+        elif name == b"connection":
+            if value.lower() != b"keep-alive":
+                return None
+        elif name in NOT_INLINE:
+            return None
+    body = data[end + 4:]
+    if (length is None or ctype is None or not length.isdigit() or int(length) != len(body)
+            or len(body) > fast.inline_max_bytes or len(body) > fast.max_body or len(body) > fast.max_text
+            or head > settings.max_header_bytes or not is_json(ctype.decode("latin-1"))):
+        return None
+    budget = state.body_budget
+    if budget.used + len(body) > budget.limit:  # what admission would reserve (and release right after)
+        return None
+    return route, query, body
+
+
+_DEFAULT_HEADERS = [None, b""]  # uvicorn's default headers (date, server) as bytes, for the list they came from
+
+
+def default_headers(server_state) -> bytes:
+    """uvicorn's default response headers (date, server), written as uvicorn writes them; uvicorn makes a
+    new list each second (the date), so the bytes are rebuilt only then."""
+    headers = server_state.default_headers
+    if _DEFAULT_HEADERS[0] is not headers:
+        _DEFAULT_HEADERS[1] = b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers)
+        _DEFAULT_HEADERS[0] = headers
+    return _DEFAULT_HEADERS[1]
 
 
 class _Guards:
@@ -87,7 +161,7 @@ class _Guards:
         if waiting and self._head_bytes == 0 and self._is_fresh():
             if self._is_health_probe(data):
                 return self._answer_health(data)
-            if data.startswith(b"POST /") and self._shed(data):
+            if data.startswith(b"POST /") and self._post(data):
                 return
         if waiting:
             end = data.find(b"\r\n\r\n")
@@ -111,22 +185,31 @@ class _Guards:
         return (data.startswith(HEALTH_LINES) and data.endswith(b"\r\n\r\n") and data.count(b"\r\n\r\n") == 1
                 and len(data) <= self.max_header_bytes and not BODY_HEADER.search(data))
 
-    def _shed(self, data: bytes) -> bool:
-        """A whole POST to a model route (head and Content-Length body in this one chunk) while the worker
-        has no room for it: 503 written here, then closed (everything sent was read, so no reset). Under
-        overload this is most requests, and each one costs no ASGI task and never waits behind the loop's
-        queue. Anything less clear-cut goes the ASGI way, where admission.py sheds the same way."""
-        state = admission.ACTIVE
+    def _post(self, data: bytes) -> bool:
+        """A whole POST (head and Content-Length body in this one chunk): shed (503) while the worker has
+        no room for it, or answered here when the fast path takes it; True when answered."""
+        t0 = time.perf_counter()
         end = data.find(b"\r\n\r\n")
-        if state is None or end < 0 or end > self.max_header_bytes:
+        if end < 0 or end > self.max_header_bytes:
+            return False
+        length = CONTENT_LENGTH.search(data, 0, end + 2)
+        if length is None or len(data) != end + 4 + int(length.group(1)):
+            return False
+        return self._shed(data, end, int(length.group(1))) or self._answer_inline(data, end, t0)
+
+    def _shed(self, data: bytes, end: int, length: int) -> bool:
+        """A whole POST to a model route while the worker has no room for it: 503 written here, then closed
+        (everything sent was read, so no reset). Under overload this is most requests, and each one costs
+        no ASGI task and never waits behind the loop's queue. Anything less clear-cut goes the ASGI way,
+        where admission.py sheds the same way."""
+        state = admission.ACTIVE
+        if state is None:
             return False
         line = data[:data.find(b"\r\n")].split(b" ")
-        length = CONTENT_LENGTH.search(data, 0, end + 2)
-        if len(line) != 3 or length is None or len(data) != end + 4 + int(length.group(1)) \
-                or b"transfer-encoding" in data[:end].lower():
+        if len(line) != 3 or b"transfer-encoding" in data[:end].lower():
             return False
         path = line[1].partition(b"?")[0].decode("latin-1")
-        refusal = admission.shed(path, state.pool, state.body_budget, int(length.group(1)))
+        refusal = admission.shed(path, state.pool, state.body_budget, length)
         if refusal is None:
             return False
         t0 = time.perf_counter()
@@ -139,6 +222,41 @@ class _Guards:
         self.transport.close()
         metrics.REQUEST_DURATION.labels(endpoint=path if path in admission.MODEL_ROUTES else "unmatched", model="",
                                         status="503").observe(time.perf_counter() - t0)
+        return True
+
+    def _answer_inline(self, data: bytes, end: int, t0: float) -> bool:
+        """A whole, plain POST /classify or /qa with a small JSON body, answered in this callback by the
+        fast path (service/api/fast_path.py): no request cycle, ASGI task, middleware or second write.
+        Taken only when every check the ASGI path would make is passed as it is (inline_request); on
+        anything else, or on the fast path's Fallback, the request goes on to uvicorn's parser untouched."""
+        fast = fast_path.ACTIVE
+        state = admission.ACTIVE
+        if (fast is None or state is None or not fast.enabled or self.flow.write_paused
+                or self.transport.is_closing() or self.limit_concurrency is not None):
+            return False
+        taken = inline_request(data, end, fast, state)
+        if taken is None:
+            return False
+        route, query, body = taken
+        try:
+            status, payload, extra, model = fast.answer_now(route, query, body)
+        except fast_path.Fallback:
+            return False
+        except Exception:  # noqa: BLE001 - a bug before the model ran: the ASGI path answers (its 500, logged)
+            return False
+        self._disarm()
+        self._unset_keepalive_if_required()
+        self.transport.write(b"".join((STATUS_LINES[status], default_headers(self.server_state),
+                                       b"content-length: %d\r\ncontent-type: application/json\r\n" % len(payload),
+                                       *(b"%s: %s\r\n" % kv for kv in extra), b"\r\n", payload)))
+        if self.access_log:
+            self.access_logger.info('%s - "%s %s HTTP/%s" %d', "%s:%d" % self.client if self.client else "-",
+                                    "POST", data[5:data.find(b" ", 5)].decode("latin-1"), "1.1", status)
+        # what uvicorn does when a response is complete: count it, wait for the next one on keep-alive
+        self.server_state.total_requests += 1
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+        self._head_bytes = 0
+        metrics.observe_request(route.path, model, STATUS_TEXT[status], time.perf_counter() - t0)
         return True
 
     def _answer_health(self, data: bytes) -> None:
