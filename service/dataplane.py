@@ -106,7 +106,7 @@ class Dataplane:
         latency sample (pool wait + model work)."""
         from . import metrics  # not at import: the CLI imports this before it sets up multiprocess metrics
 
-        metrics.THRESHOLD_SOURCE.labels(model=entry.name, source=params.threshold_source).inc()
+        metrics.record_threshold_source(entry.name, params.threshold_source)
         if self.controller is not None:
             self.controller.observe(seconds)
 

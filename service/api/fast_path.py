@@ -109,6 +109,29 @@ def flag_of(params: dict[str, str], name: str) -> bool:
     return FLAGS[raw]
 
 
+QUERY_CACHE_SIZE = 256
+_QUERIES: dict[tuple[str, bytes], tuple | None] = {}
+
+
+def parsed_query(route: Route, raw: bytes) -> tuple:
+    """(model, threshold, explain, budget) of a query string, or Fallback; remembered for the last few
+    hundred query strings (clients send the same few again and again). Read only by the callers."""
+    key = (route.path, raw)
+    parsed = _QUERIES.get(key, _QUERIES)
+    if parsed is _QUERIES:
+        try:
+            params = query_params(raw, route.query)
+            parsed = (params.get("model"), threshold_of(params), flag_of(params, "explain"), budget_of(params))
+        except Fallback:
+            parsed = None
+        if len(_QUERIES) >= QUERY_CACHE_SIZE:
+            _QUERIES.clear()
+        _QUERIES[key] = parsed
+    if parsed is None:
+        raise Fallback
+    return parsed
+
+
 def json_response_start(status: int, body: bytes, extra: list[tuple[bytes, bytes]] = ()) -> dict:
     headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json"), *extra]
     return {"type": "http.response.start", "status": status, "headers": headers}
@@ -208,7 +231,7 @@ class FastPath:
 
     def _request(self, route: Route, query_string: bytes, document):
         """What a parsed request asks for (entry, params, task, items, request), or Fallback."""
-        params = query_params(query_string, route.query)
+        model, threshold, explain, budget = parsed_query(route, query_string)
         if type(document) is not dict:
             raise Fallback
         try:
@@ -217,8 +240,8 @@ class FastPath:
             raise Fallback from None
         dp = self.state.dataplane
         try:
-            entry = dp.entry(route.task, params.get("model"))
-            run_params = dp.params(entry, threshold_of(params), flag_of(params, "explain"), budget_of(params))
+            entry = dp.entry(route.task, model)
+            run_params = dp.params(entry, threshold, explain, budget)
             task, items = dp._items(entry, request)
         except (InputError, UnknownModel):
             raise Fallback from None

@@ -145,6 +145,7 @@ class _Guards:
         self._header_timer = None
         self._head_bytes = 0
         self._refused = False
+        self._idle_timer, self._idle_from = None, 0.0  # the keep-alive timer of inline answers (_idle_check)
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -245,7 +246,6 @@ class _Guards:
         except Exception:  # noqa: BLE001 - a bug before the model ran: the ASGI path answers (its 500, logged)
             return False
         self._disarm()
-        self._unset_keepalive_if_required()
         self.transport.write(b"".join((STATUS_LINES[status], default_headers(self.server_state),
                                        b"content-length: %d\r\ncontent-type: application/json\r\n" % len(payload),
                                        *(b"%s: %s\r\n" % kv for kv in extra), b"\r\n", payload)))
@@ -254,10 +254,26 @@ class _Guards:
                                     "POST", data[5:data.find(b" ", 5)].decode("latin-1"), "1.1", status)
         # what uvicorn does when a response is complete: count it, wait for the next one on keep-alive
         self.server_state.total_requests += 1
-        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+        self._idle_from = self.loop.time()
+        if self.timeout_keep_alive_task is None or self.timeout_keep_alive_task is not self._idle_timer:
+            self._unset_keepalive_if_required()  # uvicorn's timer (after a request it answered)
+            self.timeout_keep_alive_task = self._idle_timer = self.loop.call_later(self.timeout_keep_alive,
+                                                                                   self._idle_check)
         self._head_bytes = 0
         metrics.observe_request(route.path, model, STATUS_TEXT[status], time.perf_counter() - t0)
         return True
+
+    def _idle_check(self) -> None:
+        """uvicorn's keep-alive timeout for requests answered inline, with one timer per idle stretch instead
+        of one per request: when it fires it closes the connection if it has been idle for
+        `timeout_keep_alive` s since the last inline answer, else it waits for the rest. uvicorn cancels it
+        (`_unset_keepalive_if_required`) as soon as any request takes its own way, as it does its own timer."""
+        left = self._idle_from + self.timeout_keep_alive - self.loop.time()
+        if left > 0:
+            self.timeout_keep_alive_task = self._idle_timer = self.loop.call_later(left, self._idle_check)
+        else:
+            self.timeout_keep_alive_task = self._idle_timer = None
+            self.timeout_keep_alive_handler()
 
     def _answer_health(self, data: bytes) -> None:
         """GET/HEAD /healthz answered here, in the callback that read it: no ASGI task, no wait behind

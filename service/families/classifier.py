@@ -35,6 +35,7 @@ class Classifier(ServedModel):
         self.head_W = artifact.weights["head.W"]
         self.head_b = artifact.weights["head.b"]
         self.labels = list(self.spec.labels or [])
+        self._head_flops = F.head_flops(self.stack.output_size, len(self.labels))  # (head_flops, once)
         if self.head_W.shape != (len(self.labels), self.stack.output_size):
             raise ValueError(f"{self.name}: head shape {self.head_W.shape} does not fit "
                              f"{len(self.labels)} labels x hidden size {self.stack.output_size}")
@@ -72,11 +73,11 @@ class Classifier(ServedModel):
         threshold = self.default_threshold if threshold is None else float(threshold)
         ids = self.to_ids(tokens)
         (logits, results), seconds = timed(self.forward_all, ids, threshold, budget)
-        z = logits - logits.max()
-        probs = np.exp(z) / np.exp(z).sum()
-        k = int(np.argmax(probs))
-        cost = stack_cost(results, self.head_flops, seconds)
-        return ClassifyResult(self.labels[k], k, {lab: float(p) for lab, p in zip(self.labels, probs)},
+        e = np.exp(logits - logits.max())
+        probs = e / e.sum()
+        k = int(probs.argmax())
+        cost = stack_cost(results, self._head_flops, seconds)
+        return ClassifyResult(self.labels[k], k, dict(zip(self.labels, probs.tolist())),
                               logits, tokens, results[0].out, cost, threshold, budget)
 
     def classify(self, text: str, threshold: float | None = None, budget: float | None = None) -> ClassifyResult:
