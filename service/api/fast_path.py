@@ -152,6 +152,7 @@ class FastPath:
     def __init__(self, app, state):
         global ACTIVE
         self.app, self.state = app, state
+        self.dataplane = state.dataplane  # (set once by create_app; a State attribute costs a lookup a use)
         ACTIVE = self
         settings = state.settings
         self.enabled, self.inline_max_bytes, self.max_body = (settings.fast_path, settings.inline_max_bytes,
@@ -210,7 +211,7 @@ class FastPath:
         scope["route"] = route
         if len(body) <= self.inline_max_bytes:
             return self._run_here(route, entry, run_params, task, items, request)
-        dp = self.state.dataplane
+        dp = self.dataplane
         t0 = time.perf_counter()
         try:
             results = await dp.pool.run(task.run, entry.model, items, run_params, dp.limits)
@@ -238,7 +239,7 @@ class FastPath:
             request = route.schema.model_validate(document)
         except ValidationError:
             raise Fallback from None
-        dp = self.state.dataplane
+        dp = self.dataplane
         try:
             entry = dp.entry(route.task, model)
             run_params = dp.params(entry, threshold, explain, budget)
@@ -248,7 +249,7 @@ class FastPath:
         return entry, run_params, task, items, request
 
     def _run_here(self, route: Route, entry, run_params, task, items, request) -> tuple[int, bytes, list]:
-        dp = self.state.dataplane
+        dp = self.dataplane
         t0 = time.perf_counter()
         try:
             if dp.pool.full:  # overloaded: small requests are refused like the pool's, not slipped in
@@ -268,7 +269,7 @@ class FastPath:
         return 500, error_body("internal_error", "internal server error (logged)"), []
 
     def _done(self, entry, run_params, task, request, results, t0: float) -> tuple[int, bytes, list]:
-        dp = self.state.dataplane
+        dp = self.dataplane
         dp.observe(entry, run_params, time.perf_counter() - t0)  # threshold-source count, load controller
         return 200, orjson.dumps(dp._envelope(task, entry, request, run_params, results),
                                  option=orjson.OPT_SERIALIZE_NUMPY), []

@@ -52,6 +52,7 @@ HEALTH_BODY = b'{"status":"ok"}'
 HEALTH_RESPONSE = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
                    % len(HEALTH_BODY) + HEALTH_BODY)
 BODY_HEADER = re.compile(rb"\r\n(content-length|transfer-encoding)\s*:", re.IGNORECASE)
+TRANSFER_ENCODING = re.compile(rb"transfer-encoding", re.IGNORECASE)
 CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,12})[ \t]*\r\n", re.IGNORECASE)
 LINGER_S = 1.0  # how long a refused connection keeps draining before it is closed
 H11_SLACK = 512 * 1024  # h11's own limit sits above ours (and above one asyncio read), so ours answers first
@@ -62,37 +63,37 @@ STATUS_LINES = {200: b"HTTP/1.1 200 OK\r\n", 500: b"HTTP/1.1 500 Internal Server
 STATUS_TEXT = {status: str(status) for status in STATUS_LINES}
 # request line of a POST the protocol answers itself: a model route, a plain query, HTTP/1.1
 INLINE_LINE = re.compile(rb"POST (/classify|/qa)(?:\?([!#-~]*))? HTTP/1\.1")
-HEADER_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-HEADER_VALUE_BAD = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# the header lines of a head the protocol answers itself: names are tokens, values hold no control bytes
+# but tab, no obs-fold, no space before the colon (anything uvicorn's parser could refuse is left to it)
+HEADER_BLOCK = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n)*")
+# the headers that matter to it: the two it needs, and those that change how a request is read or answered
+NOTED_HEADER = re.compile(rb"\n(content-length|content-type|connection|transfer-encoding|expect|upgrade|te|trailer):"
+                          rb"[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*\r", re.IGNORECASE)
 INLINE_ROUTES = {b"/classify": fast_path.ROUTES["/classify"], b"/qa": fast_path.ROUTES["/qa"]}
-# headers that change how a request is read or answered: such a request takes uvicorn's way
-NOT_INLINE = frozenset({b"transfer-encoding", b"expect", b"upgrade", b"te", b"trailer"})
 
 
 def inline_request(data: bytes, end: int, fast, state):
     """(route, query string, body) of a whole request (head and body in `data`, head ending at `end`) that
     the protocol may answer itself, or None. None unless it is exactly what the ASGI path would take as it
-    is: HTTP/1.1, a strict head (header names tokens, no control bytes in values: anything uvicorn's
-    parser could refuse is left to it), keep-alive, one Content-Length and JSON content type, a body within
-    `inline_max_bytes` (so it runs on the event loop there too) and the text limit, and nothing admission.py
-    refuses (URL and header sizes, the body budget). Repeated query parameters are the fast path's Fallback."""
+    is: HTTP/1.1, a strict head (HEADER_BLOCK), keep-alive, one Content-Length and one JSON content type, no
+    Transfer-Encoding, Expect, Upgrade, TE or Trailer, a body within `inline_max_bytes` (so it runs on the
+    event loop there too) and the text limit, and nothing admission.py refuses (URL and header sizes,
+    the body budget; the header size bound here is conservative). Repeated query parameters are the fast
+    path's Fallback."""
     first = data.find(b"\r\n")
     line = INLINE_LINE.fullmatch(data, 0, first)
-    if line is None:
+    if line is None or HEADER_BLOCK.fullmatch(data, first + 2, end + 2) is None:
         return None
     route = INLINE_ROUTES[line.group(1)]
     query = line.group(2) or b""
     settings = state.settings
-    if len(line.group(1)) + len(query) > settings.max_url_bytes:
+    # admission counts len(name) + len(value) + 4 a header: at most one byte more than its line
+    if (len(line.group(1)) + len(query) > settings.max_url_bytes
+            or end - first + data.count(b"\r\n", first + 2, end + 2) > settings.max_header_bytes):
         return None
     ctype = length = None
-    head = 0
-    for raw in data[first + 2:end].split(b"\r\n"):
-        name, colon, value = raw.partition(b":")
-        if not colon or HEADER_NAME.fullmatch(name) is None or HEADER_VALUE_BAD.search(value) is not None:
-            return None
-        name, value = name.lower(), value.strip(b" \t")
-        head += len(name) + len(value) + 4
+    for name, value in NOTED_HEADER.findall(data, first, end + 2):
+        name = name.lower()
         if name == b"content-length":
             if length is not None:
                 return None
@@ -101,20 +102,30 @@ def inline_request(data: bytes, end: int, fast, state):
             if ctype is not None:
                 return None
             ctype = value
-        elif name == b"connection":
-            if value.lower() != b"keep-alive":
-                return None
-        elif name in NOT_INLINE:
+        elif name != b"connection" or value.lower() != b"keep-alive":
             return None
     body = data[end + 4:]
-    if (length is None or ctype is None or not length.isdigit() or int(length) != len(body)
-            or len(body) > fast.inline_max_bytes or len(body) > fast.max_body or len(body) > fast.max_text
-            or head > settings.max_header_bytes or not is_json(ctype.decode("latin-1"))):
+    n = len(body)
+    if (length is None or ctype is None or not length.isdigit() or int(length) != n or n > fast.inline_max_bytes
+            or n > fast.max_body or n > fast.max_text or not json_type(ctype)):
         return None
     budget = state.body_budget
-    if budget.used + len(body) > budget.limit:  # what admission would reserve (and release right after)
+    if budget.used + n > budget.limit:  # what admission would reserve (and release right after)
         return None
     return route, query, body
+
+
+_JSON_TYPES: dict[bytes, bool] = {}
+
+
+def json_type(ctype: bytes) -> bool:
+    """body.is_json of a Content-Type value, remembered for the few values clients send."""
+    known = _JSON_TYPES.get(ctype)
+    if known is None:
+        known = is_json(ctype.decode("latin-1"))
+        if len(_JSON_TYPES) < 64:
+            _JSON_TYPES[ctype] = known
+    return known
 
 
 _DEFAULT_HEADERS = [None, b""]  # uvicorn's default headers (date, server) as bytes, for the list they came from
@@ -206,11 +217,14 @@ class _Guards:
         state = admission.ACTIVE
         if state is None:
             return False
+        pool = state.pool
+        if pool.admitted < pool.threads + pool.max_queue and length <= state.body_budget.limit:
+            return False  # room for it (admission.shed's test, before any parsing)
         line = data[:data.find(b"\r\n")].split(b" ")
-        if len(line) != 3 or b"transfer-encoding" in data[:end].lower():
+        if len(line) != 3 or TRANSFER_ENCODING.search(data, 0, end) is not None:
             return False
         path = line[1].partition(b"?")[0].decode("latin-1")
-        refusal = admission.shed(path, state.pool, state.body_budget, length)
+        refusal = admission.shed(path, pool, state.body_budget, length)
         if refusal is None:
             return False
         t0 = time.perf_counter()
