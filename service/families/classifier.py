@@ -98,8 +98,8 @@ class Classifier(ServedModel):
         threshold = self.default_threshold if threshold is None else float(threshold)
         ids = self.to_ids(tokens)
         (logits, results), seconds = timed(self.forward_all, ids, threshold, budget)
-        e = np.exp(logits - logits.max())
-        probs = e / e.sum()
+        e = np.exp(logits - np.maximum.reduce(logits))  # (the ufuncs of .max() and .sum(), called directly)
+        probs = e / np.add.reduce(e)
         k = int(probs.argmax())
         cost = stack_cost(results, self._head_flops, seconds)
         return ClassifyResult(self.labels[k], k, dict(zip(self.labels, probs.tolist())),
