@@ -136,7 +136,8 @@ def decode_json(body: bytes | bytearray, parse: Callable[[object], object] | Non
     if not body.strip():
         raise ApiError(400, "malformed_json", "the body is empty; expected a JSON object")
     try:
-        text = body.decode("utf-8-sig")  # tolerate a BOM; reject every other non-UTF-8 byte
+        # tolerate a BOM; reject every other non-UTF-8 byte (= decode("utf-8-sig"), same error offsets)
+        text = (body[3:] if body[:3] == b"\xef\xbb\xbf" else body).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ApiError(400, "invalid_encoding",
                        f"the body is not valid UTF-8 (byte {exc.start}: {body[exc.start:exc.start + 1]!r})"

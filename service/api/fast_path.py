@@ -152,7 +152,9 @@ class FastPath:
     def __init__(self, app, state):
         global ACTIVE
         self.app, self.state = app, state
-        self.dataplane = state.dataplane  # (set once by create_app; a State attribute costs a lookup a use)
+        # set once by create_app (the pool is the dataplane's: the lifespan may replace it); a State
+        # attribute costs a Python-level lookup each use
+        self.dataplane, self.settings, self.body_budget = state.dataplane, state.settings, state.body_budget
         ACTIVE = self
         settings = state.settings
         self.enabled, self.inline_max_bytes, self.max_body = (settings.fast_path, settings.inline_max_bytes,

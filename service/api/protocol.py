@@ -72,7 +72,7 @@ NOTED_HEADER = re.compile(rb"\n(content-length|content-type|connection|transfer-
 INLINE_ROUTES = {b"/classify": fast_path.ROUTES["/classify"], b"/qa": fast_path.ROUTES["/qa"]}
 
 
-def inline_request(data: bytes, end: int, fast, state):
+def inline_request(data: bytes, end: int, fast):
     """(route, query string, body) of a whole request (head and body in `data`, head ending at `end`) that
     the protocol may answer itself, or None. None unless it is exactly what the ASGI path would take as it
     is: HTTP/1.1, a strict head (HEADER_BLOCK), keep-alive, one Content-Length and one JSON content type, no
@@ -86,7 +86,7 @@ def inline_request(data: bytes, end: int, fast, state):
         return None
     route = INLINE_ROUTES[line.group(1)]
     query = line.group(2) or b""
-    settings = state.settings
+    settings = fast.settings
     # admission counts len(name) + len(value) + 4 a header: at most one byte more than its line
     if (len(line.group(1)) + len(query) > settings.max_url_bytes
             or end - first + data.count(b"\r\n", first + 2, end + 2) > settings.max_header_bytes):
@@ -109,7 +109,7 @@ def inline_request(data: bytes, end: int, fast, state):
     if (length is None or ctype is None or not length.isdigit() or int(length) != n or n > fast.inline_max_bytes
             or n > fast.max_body or n > fast.max_text or not json_type(ctype)):
         return None
-    budget = state.body_budget
+    budget = fast.body_budget
     if budget.used + n > budget.limit:  # what admission would reserve (and release right after)
         return None
     return route, query, body
@@ -214,12 +214,15 @@ class _Guards:
         (everything sent was read, so no reset). Under overload this is most requests, and each one costs
         no ASGI task and never waits behind the loop's queue. Anything less clear-cut goes the ASGI way,
         where admission.py sheds the same way."""
+        fast = fast_path.ACTIVE
+        if fast is not None:  # room for it (admission.shed's test, before any parsing)
+            pool = fast.dataplane.pool
+            if pool.admitted < pool.threads + pool.max_queue and length <= fast.body_budget.limit:
+                return False
         state = admission.ACTIVE
         if state is None:
             return False
         pool = state.pool
-        if pool.admitted < pool.threads + pool.max_queue and length <= state.body_budget.limit:
-            return False  # room for it (admission.shed's test, before any parsing)
         line = data[:data.find(b"\r\n")].split(b" ")
         if len(line) != 3 or TRANSFER_ENCODING.search(data, 0, end) is not None:
             return False
@@ -245,11 +248,10 @@ class _Guards:
         Taken only when every check the ASGI path would make is passed as it is (inline_request); on
         anything else, or on the fast path's Fallback, the request goes on to uvicorn's parser untouched."""
         fast = fast_path.ACTIVE
-        state = admission.ACTIVE
-        if (fast is None or state is None or not fast.enabled or self.flow.write_paused
-                or self.transport.is_closing() or self.limit_concurrency is not None):
+        if (fast is None or not fast.enabled or self.flow.write_paused or self.transport.is_closing()
+                or self.limit_concurrency is not None):
             return False
-        taken = inline_request(data, end, fast, state)
+        taken = inline_request(data, end, fast)
         if taken is None:
             return False
         route, query, body = taken
