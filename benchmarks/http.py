@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 WRK_SCRIPT = ROOT / "benchmarks" / "wrk_post.lua"
 LITSERVE_VENV = ROOT / ".bench" / "litserve-venv"
-LITSERVE_PACKAGES = ["litserve", "onnxruntime", "numpy"]
+LITSERVE_PACKAGES = ["litserve", "onnxruntime", "onnx", "numpy"]  # onnx: the peers export the graph (onnx_model.py)
 SETS = {"sst2-short": ("sst2", "sst2-skim"), "imdb-long": ("imdb", "imdb-skim")}
 CONNECTIONS = (1, 16)
 PEERS = ("fastapi-onnx", "litserve")
