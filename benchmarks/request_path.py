@@ -8,7 +8,7 @@ everything) and at the model's default:
 - http: a whole request through a live `skimserve serve` (one worker, loopback, one keep-alive
   connection), client clock; the client writes prebuilt request bytes and reads the response by its
   Content-Length on a raw socket, so the column is the server's and the kernel's time, not a Python HTTP
-  client's (http.client alone added about 150 us a request here);
+  client's (http.client's parsing is the client's cost);
 - protocol: the same request bytes handed to the server's uvicorn protocol in-process (its
   data_received, no socket), as served: a whole small POST is answered there (service/api/protocol.py,
   the inline fast path): head checks, JSON, validation, task, orjson, request metrics, the one write;
