@@ -177,6 +177,7 @@ NOT_TAKEN = [
     ("/classify?threshold=2", b'{"text": "good"}', {}, b"1.1"),
     ("/classify?threshold=0.3&threshold=0.4", b'{"text": "good"}', {}, b"1.1"),
     ("/classify?model=nope", b'{"text": "good"}', {}, b"1.1"),
+    ("/classify?threshold=0.3#frag", b'{"text": "good"}', {}, b"1.1"),
     ("/classify", b'{"text": ""}', {}, b"1.1"),
     ("/classify", b'{"text": "good", "texts": ["a"]}', {}, b"1.1"),
     ("/classify", b'{"text": "good"', {}, b"1.1"),
@@ -197,6 +198,15 @@ def test_other_requests_take_uvicorns_way(app, path, body, headers, version):
     routed, _ = answer(app, head, raw, split=True)
     assert not was_inline
     assert parse(whole) == parse(routed)
+
+
+@pytest.mark.parametrize("raw", [b'\xef\xbb\xbf{"text": "good"}', b'{"text": "good", "text": "bad film"}',
+                                 b'{"text": "good"}  \n', b'{"text": "\\u00e9t\\u00e9 ."}'])
+def test_raw_bodies_taken_inline_read_as_the_route_reads_them(app, raw):
+    head, body = request("/classify?threshold=0.3", raw)
+    whole, was_inline = answer(app, head, body, split=False)
+    routed, _ = answer(app, head, body, split=True)
+    assert was_inline and parse(whole) == parse(routed)
 
 
 def test_a_body_over_the_inline_size_takes_the_pool_way(app):

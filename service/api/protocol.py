@@ -62,7 +62,7 @@ STATUS_LINES = {200: b"HTTP/1.1 200 OK\r\n", 500: b"HTTP/1.1 500 Internal Server
                 503: b"HTTP/1.1 503 Service Unavailable\r\n"}
 STATUS_TEXT = {status: str(status) for status in STATUS_LINES}
 # request line of a POST the protocol answers itself: a model route, a plain query, HTTP/1.1
-INLINE_LINE = re.compile(rb"POST (/classify|/qa)(?:\?([!#-~]*))? HTTP/1\.1")
+INLINE_LINE = re.compile(rb"POST (/classify|/qa)(?:\?([!$-~]*))? HTTP/1\.1")  # (no "#": a fragment)
 # the header lines of a head the protocol answers itself: names are tokens, values hold no control bytes
 # but tab, no obs-fold, no space before the colon (anything uvicorn's parser could refuse is left to it)
 HEADER_BLOCK = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n)*")
