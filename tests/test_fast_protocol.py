@@ -178,6 +178,10 @@ NOT_TAKEN = [
     ("/classify?threshold=0.3&threshold=0.4", b'{"text": "good"}', {}, b"1.1"),
     ("/classify?model=nope", b'{"text": "good"}', {}, b"1.1"),
     ("/classify?threshold=0.3#frag", b'{"text": "good"}', {}, b"1.1"),
+    ("/classify", b'{"text": "\\ud800 good"}', {}, b"1.1"),  # a lone surrogate: orjson refuses, the route's 400
+    ("/classify", b'{"text": 123456789012345678901234567890}', {}, b"1.1"),  # orjson reads a float: 422 either way
+    ("/classify", b'{"text": NaN}', {}, b"1.1"),
+    ("/classify", b'{"texts": ' + b"[" * 1100 + b"]" * 1100 + b"}", {}, b"1.1"),
     ("/classify", b'{"text": ""}', {}, b"1.1"),
     ("/classify", b'{"text": "good", "texts": ["a"]}', {}, b"1.1"),
     ("/classify", b'{"text": "good"', {}, b"1.1"),

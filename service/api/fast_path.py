@@ -224,11 +224,20 @@ class FastPath:
     def answer_now(self, route: Route, query_string: bytes, body: bytes) -> tuple[int, bytes, list, str]:
         """The whole answer on the calling thread (the event loop) for a body of at most `inline_max_bytes`,
         for service/api/protocol.py, which answers such a request in the callback that read it:
-        (status, body, extra headers, model name), or Fallback (the ASGI app then takes the request)."""
-        try:
-            document = decode_json(body)
-        except InputError:
-            raise Fallback from None
+        (status, body, extra headers, model name), or Fallback (the ASGI app then takes the request).
+
+        The body is read by orjson when it can: where orjson reads a document, the routes' parser reads the
+        same strings, lists and objects (duplicate keys: the last; escapes alike) and differs only in
+        numbers (huge integers, 1e400), and every field of the request schemas is a strict string, so a
+        document with a number is refused by validation either way (Fallback). What orjson refuses (a BOM,
+        lone surrogates, NaN, deep nesting, bad UTF-8) goes to the routes' parser."""
+        try:  # orjson where it reads the body at all, else the routes' parser (see above)
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            try:
+                document = decode_json(body)
+            except InputError:
+                raise Fallback from None
         entry, run_params, task, items, request = self._request(route, query_string, document)
         return (*self._run_here(route, entry, run_params, task, items, request), entry.name)
 
