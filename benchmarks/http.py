@@ -193,9 +193,11 @@ def main(argv=None):
             model_dir = str(Path(args.models_dir) / model)
             default = json.loads(Path(model_dir, "manifest.json").read_text())["default_threshold"]
             defaults[model] = default
-            peers = {name: peer(name, model_dir) for name in PEERS}
-            servers = {"skimserve": main_server, **peers, "trivial": trivial}
+            peers = {}
             try:
+                for name in PEERS:  # one by one: a peer that does not come up stops those already started
+                    peers[name] = peer(name, model_dir)
+                servers = {"skimserve": main_server, **peers, "trivial": trivial}
                 # skimserve names the model in the query; the peers serve only this one
                 def path_of(name, thr):
                     if name == "skimserve":
