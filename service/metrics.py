@@ -224,11 +224,24 @@ def drop_dead_workers(path: str | None = None) -> list[int]:
     return sorted(dead)
 
 
+# Callables giving the requests that wait unread in this process's connections (service/api/protocol.py):
+# counted in flight while a scrape reads the gauge, since requests answered inline are never in flight.
+WAITING: list = []
+
+
 def render() -> tuple[bytes, str]:
-    """The text exposition of this process, or of all workers in multiprocess mode."""
-    if multiprocess_enabled():
-        drop_dead_workers()
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    """The text exposition of this process, or of all workers in multiprocess mode (there, the waiting
+    requests of the worker that answers the scrape; the others' gauges count their ASGI requests)."""
+    waiting = sum(count() for count in WAITING)
+    if waiting:
+        INFLIGHT.inc(waiting)
+    try:
+        if multiprocess_enabled():
+            drop_dead_workers()
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    finally:
+        if waiting:
+            INFLIGHT.dec(waiting)

@@ -281,3 +281,50 @@ def test_full_pool_is_not_answered_inline(app, monkeypatch):
     reply, was_inline = answer(app, head, raw, split=False)
     assert not was_inline and reply.startswith(b"HTTP/1.1 503") and b"connection: close" in reply
     assert b"server: uvicorn" not in reply  # the protocol's own 503
+
+
+def test_requests_waiting_unread_count_in_flight_at_a_scrape(app):
+    """Requests answered inline are never in flight for a scrape; under load they wait unread in their
+    connections' sockets, and those are what the in-flight gauge shows while a scrape reads it."""
+    import socket
+
+    from service import metrics
+    from service.api import protocol as protocol_module
+
+    class SocketTransport(Transport):
+        def __init__(self, sock):
+            super().__init__()
+            self.sock = sock
+
+        def get_extra_info(self, key, default=None):
+            return self.sock if key == "socket" else super().get_extra_info(key, default)
+
+    def inflight():
+        text = metrics.render()[0].decode()
+        return float([line for line in text.splitlines() if line.startswith("skimserve_inflight_requests ")][0].split()[1])
+
+    async def run():
+        pairs = [socket.socketpair() for _ in range(3)]
+        try:
+            protocols = []
+            for server_side, _ in pairs:
+                p, _ = protocol(app)
+                p.connection_lost(None)  # the fake transport's connection: replaced by one with a socket
+                t = SocketTransport(server_side)
+                p.connection_made(t)
+                protocols.append(p)
+            before = inflight()
+            assert protocol_module.waiting_requests() == 0
+            head, raw = request("/classify", json.dumps({"text": TEXT}).encode())
+            pairs[0][1].sendall(head + raw)  # sent, not yet read by the server: waiting
+            pairs[2][1].sendall(head)
+            assert protocol_module.waiting_requests() == 2
+            assert inflight() == before + 2
+            pairs[0][0].recv(65536)  # read (and answered): no longer waiting
+            assert protocol_module.waiting_requests() == 1 and inflight() == before + 1
+        finally:
+            for a, b in pairs:
+                a.close()
+                b.close()
+
+    asyncio.run(run())

@@ -28,9 +28,13 @@ Configured from the environment (SKIMSERVE_*), like every worker's Settings; `se
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import re
+import struct
+import termios
 import time
+import weakref
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -128,6 +132,38 @@ def json_type(ctype: bytes) -> bool:
     return known
 
 
+OPEN: "weakref.WeakSet[_Guards]" = weakref.WeakSet()  # this worker's connections
+
+
+def waiting_requests() -> int:
+    """Connections of this worker with bytes of a next request unread in their socket while none of their
+    requests is being handled: where requests wait under load now that small ones are answered inline (not
+    as ASGI tasks counted in flight). Added to `skimserve_inflight_requests` at scrape time
+    (metrics.render); called from the scrape's thread, so it reads what it can and skips what it cannot."""
+    for _ in range(3):
+        try:
+            protocols = list(OPEN)
+            break
+        except RuntimeError:  # the set changed while it was copied (the event loop's thread)
+            continue
+    else:
+        return 0
+    n = 0
+    for protocol in protocols:
+        transport = protocol.transport
+        try:
+            if transport is None or transport.is_closing() or not protocol._is_fresh():
+                continue
+            sock = transport.get_extra_info("socket")
+            unread = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+        except (OSError, AttributeError, ValueError):
+            continue
+        n += unread > 0
+    return n
+
+
+metrics.WAITING.append(waiting_requests)
+
 _DEFAULT_HEADERS = [None, b""]  # uvicorn's default headers (date, server) as bytes, for the list they came from
 
 
@@ -160,9 +196,11 @@ class _Guards:
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
+        OPEN.add(self)
         self._arm()
 
     def connection_lost(self, exc) -> None:
+        OPEN.discard(self)
         self._disarm()
         super().connection_lost(exc)
 
