@@ -6,14 +6,19 @@
 For long IMDb reviews (the model's dataset, test split) and short SST-2 sentences, at threshold 1.0 (reads
 everything) and at the model's default:
 - http: a whole request through a live `skimserve serve` (one worker, loopback, one keep-alive
-  connection, http.client), client clock;
-- app: the same request into the ASGI app in-process (no socket, no uvicorn), as served: the fast path
-  (service/api/fast_path.py): body read, JSON, validation, task, orjson, request metrics;
+  connection), client clock; the client writes prebuilt request bytes and reads the response by its
+  Content-Length on a raw socket, so the column is the server's and the kernel's time, not a Python HTTP
+  client's (http.client's parsing is the client's cost);
+- protocol: the same request bytes handed to the server's uvicorn protocol in-process (its
+  data_received, no socket), as served: a whole small POST is answered there (service/api/protocol.py,
+  the inline fast path): head checks, JSON, validation, task, orjson, request metrics, the one write;
+- app: the same request into the ASGI app in-process (no socket, no uvicorn): the fast path in plain
+  ASGI (service/api/fast_path.py), the way of a request the protocol does not answer itself;
 - app_routes: the same with the fast path off (fast_path=false), i.e. through the FastAPI route:
   dependency solving, the pool hop, response-model validation and serialisation;
 - the parts of it measured on their own: tokenizer (the compiled scanner in use, and the regex it
   replaced), ids + embedding lookup, the model (its `latency_ms`, the response's own figure);
-- and the two remainders: framework = app - tokenizer - ids - model, transport = http - app.
+- and the two remainders: framework = protocol - tokenizer - ids - model, transport = http - protocol.
 Medians over texts x rounds; every configuration runs once per round, interleaved.
 """
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import functools
 import http.client
 import json
 import os
@@ -38,6 +44,31 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def request_bytes(path: str, body: bytes, port: int = 80) -> bytes:
+    """What a plain HTTP/1.1 keep-alive client (wrk, curl) sends."""
+    return (b"POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % (path.encode(), port, len(body))) + body
+
+
+def read_response(recv) -> tuple[int, bytes]:
+    """(status, body) of one response with a Content-Length, from recv() chunks."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = recv()
+        if not chunk:
+            raise ConnectionError("closed before the response head")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        chunk = recv()
+        if not chunk:
+            raise ConnectionError("closed mid-body")
+        body += chunk
+    return int(head.split(b" ", 2)[1]), body
 
 
 class LiveServer:
@@ -59,20 +90,22 @@ class LiveServer:
         else:
             self.proc.kill()
             raise RuntimeError("server did not become ready: " + self.proc.stderr.read().decode()[-2000:])
-        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def post(self, path: str, body: bytes) -> tuple[float, dict]:
+        data = request_bytes(path, body, self.port)
+        recv = functools.partial(self.sock.recv, 65536)
         t0 = time.perf_counter()
-        self.conn.request("POST", path, body, {"Content-Type": "application/json"})
-        r = self.conn.getresponse()
-        data = r.read()
+        self.sock.sendall(data)
+        status, reply = read_response(recv)
         dt = time.perf_counter() - t0
-        if r.status != 200:
-            raise RuntimeError(f"{r.status}: {data[:200]!r}")
-        return dt, json.loads(data)
+        if status != 200:
+            raise RuntimeError(f"{status}: {reply[:200]!r}")
+        return dt, json.loads(reply)
 
     def close(self):
-        self.conn.close()
+        self.sock.close()
         self.proc.terminate()
         self.proc.wait(10)
 
@@ -138,6 +171,79 @@ class InProcessApp:
         self.loop.close()
 
 
+class _Transport:
+    """What the protocol writes to, in memory."""
+
+    def __init__(self):
+        self.out, self.closing = [], False
+
+    def write(self, data):
+        self.out.append(bytes(data))
+
+    def is_closing(self):
+        return self.closing
+
+    def close(self):
+        self.closing = True
+
+    def get_extra_info(self, key, default=None):
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 5000)}.get(key, default)
+
+    def set_write_buffer_limits(self, *a, **k):
+        pass
+
+    def pause_reading(self):
+        pass
+
+    def resume_reading(self):
+        pass
+
+
+class InProcessProtocol:
+    """The server's guarded uvicorn protocol (service/api/protocol.py) over an InProcessApp's app and loop,
+    fed request bytes: what a live worker does with them once read from the socket."""
+
+    def __init__(self, inproc: InProcessApp):
+        import uvicorn
+        from uvicorn.server import ServerState
+
+        from service.api import admission, fast_path
+        from service.api.protocol import guarded_protocol
+
+        self.loop = inproc.loop
+        self.fast, self.state = fast_path.ACTIVE, admission.ACTIVE  # this app's (the last app started)
+        config = uvicorn.Config(inproc.app, access_log=False, log_level="warning")
+        config.load()
+        server_state = ServerState()
+        server_state.default_headers = [(b"date", b"Thu, 03 Dec 2026 00:00:00 GMT"), (b"server", b"uvicorn")]
+        self.protocol = guarded_protocol()(config, server_state, {}, self.loop)
+        self.transport = _Transport()
+        self.protocol.connection_made(self.transport)
+
+    def post(self, path: str, body: bytes) -> tuple[float, dict]:
+        from service.api import admission, fast_path
+
+        fast_path.ACTIVE, admission.ACTIVE = self.fast, self.state
+        data, out = request_bytes(path, body), self.transport.out
+        out.clear()
+
+        def recv():
+            while not out:
+                self.loop.run_until_complete(asyncio.sleep(0))
+            return out.pop(0)
+
+        t0 = time.perf_counter()
+        self.protocol.data_received(data)
+        status, reply = read_response(recv)
+        dt = time.perf_counter() - t0
+        if status != 200:
+            raise RuntimeError(f"{status}: {reply[:200]!r}")
+        return dt, json.loads(reply)
+
+    def close(self):
+        self.protocol.connection_lost(None)
+
+
 def _median_us(xs) -> float:
     return round(statistics.median(xs) * 1e6, 1)
 
@@ -163,6 +269,7 @@ def main(argv=None):
             "sst2-short": [ex.text for ex in data.load("sst2", "test", args.data_dir, args.texts)]}
     thresholds = {"1.0": 1.0, "default": model.default_threshold}
     server, app = LiveServer(args.models_dir, args.model), InProcessApp(args.models_dir, args.model)
+    proto = InProcessProtocol(app)
     routes_app = InProcessApp(args.models_dir, args.model, fast_path=False)
     stages: dict[tuple, dict[str, list]] = {}
     try:
@@ -170,11 +277,12 @@ def main(argv=None):
             for set_name, texts in sets.items():
                 for thr_name, thr in thresholds.items():
                     st = stages.setdefault((set_name, thr_name), {k: [] for k in (
-                        "http", "app", "app_routes", "tokenizer", "tokenizer_regex", "ids_embed", "model")})
+                        "http", "protocol", "app", "app_routes", "tokenizer", "tokenizer_regex", "ids_embed", "model")})
                     for text in texts:
                         body = json.dumps({"text": text}).encode()
                         path = f"/classify?threshold={thr}"
                         dt_http, _ = server.post(path, body)
+                        dt_proto, _ = proto.post(path, body)
                         dt_app, resp = app.post(path, body)
                         dt_routes, _ = routes_app.post(path, body)
                         t0 = time.perf_counter()
@@ -185,6 +293,7 @@ def main(argv=None):
                         model.embed(model.to_ids(toks))
                         t3 = time.perf_counter()
                         st["http"].append(dt_http)
+                        st["protocol"].append(dt_proto)
                         st["app"].append(dt_app)
                         st["app_routes"].append(dt_routes)
                         st["tokenizer"].append(t1 - t0)
@@ -193,14 +302,15 @@ def main(argv=None):
                         st["model"].append(resp["latency_ms"] / 1000.0)
     finally:
         server.close()
+        proto.close()
         app.close()
         routes_app.close()
 
     rows = []
     for (set_name, thr_name), st in stages.items():
         med = {k: _median_us(v) for k, v in st.items()}
-        med["framework"] = round(med["app"] - med["tokenizer"] - med["ids_embed"] - med["model"], 1)
-        med["transport"] = round(med["http"] - med["app"], 1)
+        med["framework"] = round(med["protocol"] - med["tokenizer"] - med["ids_embed"] - med["model"], 1)
+        med["transport"] = round(med["http"] - med["protocol"], 1)
         med["outside_model"] = round(med["http"] - med["model"], 1)
         tokens = statistics.median(len(model.tokenize(t)) for t in sets[set_name])
         rows.append({"texts": set_name, "threshold": thr_name, "median_tokens": tokens, **med})
@@ -217,18 +327,23 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "request_path.json").write_text(json.dumps(result, indent=1) + "\n")
-    cols = ["texts", "threshold", "median_tokens", "http", "transport", "app", "app_routes", "framework", "tokenizer",
+    cols = ["texts", "threshold", "median_tokens", "http", "transport", "protocol", "app", "app_routes", "framework",
+            "tokenizer",
             "tokenizer_regex", "ids_embed", "model", "outside_model"]
     lines = [f"# Request path: where the time of one /classify request goes ({args.model})", "",
              f"`{result['command']}` on {result['cpu']} ({result['cores']} cores), {result['date']}; medians in µs "
-             f"over {args.texts} texts x {args.rounds} rounds, one keep-alive connection, one worker.", "",
+             f"over {args.texts} texts x {args.rounds} rounds, one keep-alive connection (a raw-socket client), "
+             "one worker.", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
     lines += ["", "Whole request (http), default threshold against 1.0: " +
               ", ".join(f"{s} {ratios[s]}x (model alone {model_ratios[s]}x)" for s in sets) + ".", "",
-              "app = in-process through the fast path (as served); app_routes = the same through the FastAPI route "
-              "(fast_path=false). tokenizer = the compiled scanner in use; tokenizer_regex = the regex it replaced (not on the path); "
-              "framework = app - tokenizer - ids_embed - model; transport = http - app; outside_model = http - model."]
+              "protocol = the request bytes through the server's uvicorn protocol in-process (as served: a whole "
+              "small POST is answered there); app = in-process through the ASGI fast path (the way of requests the "
+              "protocol does not answer itself); app_routes = the same through the FastAPI route (fast_path=false). "
+              "tokenizer = the compiled scanner in use; tokenizer_regex = the regex it replaced (not on the path); "
+              "framework = protocol - tokenizer - ids_embed - model; transport = http - protocol (socket, kernel, "
+              "event loop); outside_model = http - model."]
     (out / "request_path.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -7,6 +7,7 @@ Path of one request: api/routes.py -> dataplane.py (here) -> tasks/<task>.py -> 
 """
 from __future__ import annotations
 
+import sys
 import time
 
 from .inputs import InputError, Limits, check_texts  # noqa: F401  (re-exported: the transport's error type)
@@ -58,12 +59,13 @@ class Dataplane:
     def __init__(self, registry: Registry, pool: WorkPool, limits: Limits):
         self.registry, self.pool, self.limits = registry, pool, limits
         self.controller = None  # a loadcontrol.LoadController in latency-objective mode (app.create_app)
+        self._served: tuple[int, frozenset[str]] | None = None
 
     def entry(self, task: str, name: str | None) -> ModelEntry:
         """The named (or default) model, which must answer `task` (else 400 wrong_task)."""
         if not self.registry.ready:
             raise NotReady()
-        if name is None and not self.registry.names(task):
+        if name is None and task not in self._tasks():
             raise InputError(404, "no_model_for_task", f"no served model answers '{task}' "
                                                        f"(served: {', '.join(self.registry.names()) or 'none'})")
         entry = self.registry.get(name, task)
@@ -71,6 +73,13 @@ class Dataplane:
             raise InputError(400, "wrong_task", f"model '{entry.name}' answers '{entry.model.task}', not '{task}' "
                                                 f"(models for '{task}': {', '.join(self.registry.names(task)) or 'none'})")
         return entry
+
+    def _tasks(self) -> frozenset[str]:
+        """The tasks the served models answer (computed again only when the registry's models change)."""
+        entries = self.registry.entries
+        if self._served is None or self._served[0] != len(entries):
+            self._served = (len(entries), frozenset(e.model.task for e in entries.values()))
+        return self._served[1]
 
     def params(self, entry: ModelEntry, threshold, explain: bool = False, budget: float | None = None,
                **extra) -> Params:
@@ -104,9 +113,10 @@ class Dataplane:
     def observe(self, entry: ModelEntry, params: Params, seconds: float) -> None:
         """After each answered request (any transport): the threshold-source count and the controller's
         latency sample (pool wait + model work)."""
-        from . import metrics  # not at import: the CLI imports this before it sets up multiprocess metrics
-
-        metrics.THRESHOLD_SOURCE.labels(model=entry.name, source=params.threshold_source).inc()
+        metrics = sys.modules.get(f"{__package__}.metrics")
+        if metrics is None:  # not at import: the CLI imports this before it sets up multiprocess metrics
+            from . import metrics
+        metrics.record_threshold_source(entry.name, params.threshold_source)
         if self.controller is not None:
             self.controller.observe(seconds)
 

@@ -31,12 +31,12 @@ def check_batch(n: int, limits: Limits, what: str = "texts") -> None:
 
 def check_text(text: str, limits: Limits, where: str) -> None:
     try:
-        n_bytes = len(text.encode("utf-8"))
+        n_bytes = len(text) if text.isascii() else len(text.encode("utf-8"))
     except UnicodeEncodeError:  # a lone surrogate from a JSON \ud800 escape: not Unicode text
         raise InputError(400, "invalid_text", f"{where} is not valid Unicode (lone surrogate)") from None
     if n_bytes > limits.max_text_bytes:
         raise InputError(413, "text_too_large", f"{where} is {n_bytes} bytes (UTF-8); the limit is {limits.max_text_bytes}")
-    if not text.strip():
+    if not text or text.isspace():  # (= not text.strip(), without the copy)
         raise InputError(422, "empty_text", f"{where} is empty or only whitespace")
 
 

@@ -10,6 +10,7 @@ Gauges use "live" modes so a dead worker's in-flight count and model info vanish
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
                                disable_created_metrics, generate_latest, multiprocess)
@@ -75,25 +76,69 @@ def record_model_info(name: str, version: str, family: str, task: str, kernel: s
     MODEL_INFO.labels(model=name, version=version, family=family, task=task, kernel=kernel).set(1)
 
 
+class _Histogram:
+    """A labelled histogram child's observe() without the per-call checks and the linear bucket search:
+    the same values (the sum, and the count of the first bucket whose bound is >= the amount; NaN counts in
+    the sum only, as prometheus_client does), through the child's own value objects, so the exposition
+    and multiprocess mode are prometheus_client's. tests/test_metrics_fast.py holds the two equal."""
+    __slots__ = ("bounds", "sum", "buckets", "child")
+
+    def __init__(self, child):
+        self.child = child
+        self.bounds, self.sum, self.buckets = child._upper_bounds, child._sum, child._buckets
+
+    def observe(self, amount: float) -> None:
+        self.sum.inc(amount)
+        if amount == amount:  # not NaN
+            self.buckets[bisect_left(self.bounds, amount)].inc(1)
+
+
+class _Counter:
+    """A labelled counter child's inc() for amounts known to be >= 0 (token counts, FLOPs)."""
+    __slots__ = ("value", "child")
+
+    def __init__(self, child):
+        self.child, self.value = child, child._value
+
+    def inc(self, amount: float = 1) -> None:
+        self.value.inc(amount)
+
+
+def _fast(child):
+    """The lean wrapper of a histogram or counter child, or the child itself where its internals differ."""
+    try:
+        return _Histogram(child) if isinstance(child, Histogram) else _Counter(child)
+    except AttributeError:  # pragma: no cover - another prometheus_client layout: its public methods
+        return child
+
+
 class _ModelSeries:
     """One model's labelled children, looked up once: `labels()` costs microseconds per call, and a
     request records half a dozen series (docs/request-path.md)."""
 
     def __init__(self, model: str):
         self.model = model
-        self.read, self.skim = TOKENS.labels(model, "read"), TOKENS.labels(model, "skim")
-        self.flops, self.skim_rate = FLOPS.labels(model), SKIM_RATE.labels(model)
-        self.flop_reduction, self.token_latency = FLOP_REDUCTION.labels(model), TOKEN_LATENCY.labels(model)
-        self.threshold = THRESHOLD.labels(model)
+        self.read, self.skim = _fast(TOKENS.labels(model, "read")), _fast(TOKENS.labels(model, "skim"))
+        self.flops, self.skim_rate = _fast(FLOPS.labels(model)), _fast(SKIM_RATE.labels(model))
+        self.flop_reduction, self.token_latency = (_fast(FLOP_REDUCTION.labels(model)),
+                                                   _fast(TOKEN_LATENCY.labels(model)))
+        self.threshold = _fast(THRESHOLD.labels(model))
         self.layers: dict[str, tuple] = {}
+        self.sources: dict[str, _Counter] = {}
 
     def layer(self, name: str) -> tuple:
         series = self.layers.get(name)
         if series is None:
-            series = self.layers[name] = (LAYER_TOKENS.labels(self.model, name, "read"),
-                                          LAYER_TOKENS.labels(self.model, name, "skim"),
-                                          LAYER_SKIM_RATE.labels(self.model, name))
+            series = self.layers[name] = (_fast(LAYER_TOKENS.labels(self.model, name, "read")),
+                                          _fast(LAYER_TOKENS.labels(self.model, name, "skim")),
+                                          _fast(LAYER_SKIM_RATE.labels(self.model, name)))
         return series
+
+    def source(self, name: str):
+        counter = self.sources.get(name)
+        if counter is None:
+            counter = self.sources[name] = _fast(THRESHOLD_SOURCE.labels(self.model, name))
+        return counter
 
 
 _SERIES: dict[str, _ModelSeries] = {}
@@ -111,16 +156,22 @@ def record_threshold(model: str, threshold: float) -> None:
     _series(model).threshold.observe(threshold)
 
 
+def record_threshold_source(model: str, source: str) -> None:
+    """Once per answered request: why its threshold was chosen."""
+    _series(model).source(source).inc()
+
+
 def record_cost(model: str, cost) -> None:
     """One answered item (a text, a question) and its cost (service.families.base.Cost)."""
     s = _series(model)
-    s.read.inc(cost.tokens - cost.skimmed)
-    s.skim.inc(cost.skimmed)
+    tokens, skimmed = cost.tokens, cost.skimmed
+    s.read.inc(tokens - skimmed)
+    s.skim.inc(skimmed)
     s.flops.inc(cost.flops)
     s.skim_rate.observe(cost.skim_rate)
     s.flop_reduction.observe(cost.flop_reduction)
-    if cost.tokens:
-        s.token_latency.observe(cost.latency_ms / 1000.0 / cost.tokens)
+    if tokens:
+        s.token_latency.observe(cost.latency_ms / 1000.0 / tokens)
     if len(cost.per_layer) > 1:  # single-layer models: the model-wide series above say it all
         for layer in cost.per_layer:
             read, skim, rate = s.layer(layer["layer"])
@@ -137,7 +188,7 @@ def observe_request(endpoint: str, model: str, status: str, seconds: float) -> N
     key = (endpoint, model, status)
     child = _REQUEST_SERIES.get(key)
     if child is None:
-        child = _REQUEST_SERIES[key] = REQUEST_DURATION.labels(endpoint, model, status)
+        child = _REQUEST_SERIES[key] = _fast(REQUEST_DURATION.labels(endpoint, model, status))
     child.observe(seconds)
 
 
@@ -173,11 +224,24 @@ def drop_dead_workers(path: str | None = None) -> list[int]:
     return sorted(dead)
 
 
+# Callables giving the requests that wait unread in this process's connections (service/api/protocol.py):
+# counted in flight while a scrape reads the gauge, since requests answered inline are never in flight.
+WAITING: list = []
+
+
 def render() -> tuple[bytes, str]:
-    """The text exposition of this process, or of all workers in multiprocess mode."""
-    if multiprocess_enabled():
-        drop_dead_workers()
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    """The text exposition of this process, or of all workers in multiprocess mode (there, the waiting
+    requests of the worker that answers the scrape; the others' gauges count their ASGI requests)."""
+    waiting = sum(count() for count in WAITING)
+    if waiting:
+        INFLIGHT.inc(waiting)
+    try:
+        if multiprocess_enabled():
+            drop_dead_workers()
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    finally:
+        if waiting:
+            INFLIGHT.dec(waiting)

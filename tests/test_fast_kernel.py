@@ -236,6 +236,32 @@ def test_classifier_prepares_at_load(random_models_dir):
             assert a.cost.flops == b.cost.flops and a.label == b.label
 
 
+@pytest.mark.parametrize("name", ["tiny-skim", "tiny-lstm"])
+def test_classifier_lean_forward_equals_the_stack(random_models_dir, name):
+    """forward_all's direct call of the kernel (one forward layer on 'fast') gives exactly what the stack
+    gives: the same decisions, states, logits, probabilities and cost; budgets < 1 keep the stack."""
+    m = Classifier(load_artifact(random_models_dir / name), "fast")
+    assert m._lean is not None
+    texts = ["good", "this film was not very good , but the acting was great .", "the plot " * 40]
+    for text in texts:
+        for thr in (0.0, 0.3, 0.5, 1.0):
+            for budget in (None, 1.0):
+                lean = m.classify(text, thr, budget)
+                lean_layer, m._lean = m._lean, None
+                try:
+                    stack = m.classify(text, thr, budget)
+                finally:
+                    m._lean = lean_layer
+                assert np.array_equal(lean.layer.skim, stack.layer.skim)
+                assert np.array_equal(lean.layer.hs, stack.layer.hs) and np.array_equal(lean.logits, stack.logits)
+                assert lean.probabilities == stack.probabilities and lean.label == stack.label
+                a, b = lean.cost, stack.cost
+                assert (a.tokens, a.skimmed, a.flops, a.flops_full) == (b.tokens, b.skimmed, b.flops, b.flops_full)
+                assert [{k: v for k, v in d.items() if k not in ("latency_ms", "per_token_us")} for d in a.per_layer] \
+                    == [{k: v for k, v in d.items() if k not in ("latency_ms", "per_token_us")} for d in b.per_layer]
+    assert Classifier(load_artifact(random_models_dir / name), "reference")._lean is None
+
+
 def test_fallback_to_reference_with_logged_reason(monkeypatch, caplog, random_models_dir):
     """Without the extension, kernel 'fast' serves through the NumPy reference and says why."""
     monkeypatch.delitem(sys.modules, "service.engine.fast", raising=False)

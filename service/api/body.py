@@ -25,6 +25,7 @@ def _parse_int(digits: str):
     return int(digits) if len(digits) <= MAX_INT_DIGITS else float("inf")
 
 
+DECODER = json.JSONDecoder(parse_int=_parse_int)
 PARSE_INLINE_BYTES = 64 * 1024
 
 
@@ -135,13 +136,14 @@ def decode_json(body: bytes | bytearray, parse: Callable[[object], object] | Non
     if not body.strip():
         raise ApiError(400, "malformed_json", "the body is empty; expected a JSON object")
     try:
-        text = body.decode("utf-8-sig")  # tolerate a BOM; reject every other non-UTF-8 byte
+        # tolerate a BOM; reject every other non-UTF-8 byte (= decode("utf-8-sig"), same error offsets)
+        text = (body[3:] if body[:3] == b"\xef\xbb\xbf" else body).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ApiError(400, "invalid_encoding",
                        f"the body is not valid UTF-8 (byte {exc.start}: {body[exc.start:exc.start + 1]!r})"
                        ) from None
     try:
-        value = json.loads(text, parse_int=_parse_int)
+        value = DECODER.decode(text)  # = json.loads(text, parse_int=_parse_int), without a decoder per call
     except json.JSONDecodeError as exc:
         raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc.msg} at line {exc.lineno} "
                                               f"column {exc.colno}") from None

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from ..dataplane import InputError
 from ..pool import QueueFull
 from ..registry import UnknownModel
-from .body import collect_body, is_json, parse_body
+from .body import collect_body, decode_json, is_json, parse_body
 from .errors import CLIENT_CLOSED, RETRY_AFTER_S
 from .inputs import parse_thresholds
 from .schemas import ClassifyRequest, QARequest
@@ -109,6 +109,29 @@ def flag_of(params: dict[str, str], name: str) -> bool:
     return FLAGS[raw]
 
 
+QUERY_CACHE_SIZE = 256
+_QUERIES: dict[tuple[str, bytes], tuple | None] = {}
+
+
+def parsed_query(route: Route, raw: bytes) -> tuple:
+    """(model, threshold, explain, budget) of a query string, or Fallback; remembered for the last few
+    hundred query strings (clients send the same few again and again). Read only by the callers."""
+    key = (route.path, raw)
+    parsed = _QUERIES.get(key, _QUERIES)
+    if parsed is _QUERIES:
+        try:
+            params = query_params(raw, route.query)
+            parsed = (params.get("model"), threshold_of(params), flag_of(params, "explain"), budget_of(params))
+        except Fallback:
+            parsed = None
+        if len(_QUERIES) >= QUERY_CACHE_SIZE:
+            _QUERIES.clear()
+        _QUERIES[key] = parsed
+    if parsed is None:
+        raise Fallback
+    return parsed
+
+
 def json_response_start(status: int, body: bytes, extra: list[tuple[bytes, bytes]] = ()) -> dict:
     headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json"), *extra]
     return {"type": "http.response.start", "status": status, "headers": headers}
@@ -118,11 +141,21 @@ def error_body(code: str, detail: str) -> bytes:
     return orjson.dumps({"detail": detail, "code": code})
 
 
+# This worker's fast path, for service/api/protocol.py, which answers whole small requests with it before
+# they reach ASGI (one app per worker process; the last one built wins, as admission.ACTIVE).
+ACTIVE = None
+
+
 class FastPath:
     """ASGI middleware; `state` is the FastAPI app's state (settings, dataplane)."""
 
     def __init__(self, app, state):
+        global ACTIVE
         self.app, self.state = app, state
+        # set once by create_app (the pool is the dataplane's: the lifespan may replace it); a State
+        # attribute costs a Python-level lookup each use
+        self.dataplane, self.settings, self.body_budget = state.dataplane, state.settings, state.body_budget
+        ACTIVE = self
         settings = state.settings
         self.enabled, self.inline_max_bytes, self.max_body = (settings.fast_path, settings.inline_max_bytes,
                                                               settings.max_body_bytes)
@@ -170,43 +203,90 @@ class FastPath:
                 return
 
     async def _answer(self, scope, route: Route, body: bytes) -> tuple[int, bytes, list]:
-        params = query_params(scope["query_string"], route.query)
         try:  # the routes' own parser (same numbers, duplicate keys, BOM); orjson only writes
             document = await parse_body(body)  # off the event loop when big
-            request = route.schema.model_validate(document) if type(document) is dict else None
-        except (InputError, ValidationError):
+        except InputError:
             raise Fallback from None
-        if request is None:
-            raise Fallback
-        dp = self.state.dataplane
-        try:
-            entry = dp.entry(route.task, params.get("model"))
-            run_params = dp.params(entry, threshold_of(params), flag_of(params, "explain"), budget_of(params))
-            task, items = dp._items(entry, request)
-        except (InputError, UnknownModel):
-            raise Fallback from None
+        entry, run_params, task, items, request = self._request(route, scope["query_string"], document)
         info = scope.setdefault("skimserve", {})
         info["model"], info["endpoint"] = entry.name, route.path  # request-metric labels (app.py)
         scope["route"] = route
+        if len(body) <= self.inline_max_bytes:
+            return self._run_here(route, entry, run_params, task, items, request)
+        dp = self.dataplane
         t0 = time.perf_counter()
         try:
-            if len(body) <= self.inline_max_bytes:
-                if dp.pool.full:  # overloaded: small requests are refused like the pool's, not slipped in
-                    raise QueueFull(f"{dp.pool.admitted} model jobs in flight")
-                results = task.run(entry.model, items, run_params, dp.limits)
-            else:
-                results = await dp.pool.run(task.run, entry.model, items, run_params, dp.limits)
-        except InputError:
+            results = await dp.pool.run(task.run, entry.model, items, run_params, dp.limits)
+        except Exception as exc:  # noqa: BLE001 - mapped as the inline run maps it
+            return self._failed(route, exc)
+        return self._done(entry, run_params, task, request, results, t0)
+
+    def answer_now(self, route: Route, query_string: bytes, body: bytes) -> tuple[int, bytes, list, str]:
+        """The whole answer on the calling thread (the event loop) for a body of at most `inline_max_bytes`,
+        for service/api/protocol.py, which answers such a request in the callback that read it:
+        (status, body, extra headers, model name), or Fallback (the ASGI app then takes the request).
+
+        The body is read by orjson when it can: where orjson reads a document, the routes' parser reads the
+        same strings, lists and objects (duplicate keys: the last; escapes alike) and differs only in
+        numbers (huge integers, 1e400), and every field of the request schemas is a strict string, so a
+        document with a number is refused by validation either way (Fallback). What orjson refuses (a BOM,
+        lone surrogates, NaN, deep nesting, bad UTF-8) goes to the routes' parser."""
+        try:  # orjson where it reads the body at all, else the routes' parser (see above)
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            try:
+                document = decode_json(body)
+            except InputError:
+                raise Fallback from None
+        entry, run_params, task, items, request = self._request(route, query_string, document)
+        return (*self._run_here(route, entry, run_params, task, items, request), entry.name)
+
+    def _request(self, route: Route, query_string: bytes, document):
+        """What a parsed request asks for (entry, params, task, items, request), or Fallback."""
+        model, threshold, explain, budget = parsed_query(route, query_string)
+        if type(document) is not dict:
+            raise Fallback
+        try:
+            request = route.schema.model_validate(document)
+        except ValidationError:
+            raise Fallback from None
+        dp = self.dataplane
+        try:
+            entry = dp.entry(route.task, model)
+            run_params = dp.params(entry, threshold, explain, budget)
+            task, items = dp._items(entry, request)
+        except (InputError, UnknownModel):
+            raise Fallback from None
+        return entry, run_params, task, items, request
+
+    def _run_here(self, route: Route, entry, run_params, task, items, request) -> tuple[int, bytes, list]:
+        dp = self.dataplane
+        t0 = time.perf_counter()
+        try:
+            if dp.pool.full:  # overloaded: small requests are refused like the pool's, not slipped in
+                raise QueueFull(f"{dp.pool.admitted} model jobs in flight")
+            results = task.run(entry.model, items, run_params, dp.limits)
+        except Exception as exc:  # noqa: BLE001
+            return self._failed(route, exc)
+        return self._done(entry, run_params, task, request, results, t0)
+
+    @staticmethod
+    def _failed(route: Route, exc: Exception) -> tuple[int, bytes, list]:
+        if isinstance(exc, InputError):
             raise Fallback from None  # found while tokenizing (too many tokens, none): the route says so
-        except QueueFull as exc:
-            return 503, error_body("overloaded", f"server busy: {exc}; retry later"), [
-                (b"retry-after", RETRY_AFTER_S.encode())]
-        except Exception:
-            log.exception("unhandled error on POST %s", route.path)
-            return 500, error_body("internal_error", "internal server error (logged)"), []
+        if isinstance(exc, QueueFull):
+            return 503, error_body("overloaded", f"server busy: {exc}; retry later"), RETRY
+        log.error("unhandled error on POST %s", route.path, exc_info=exc)
+        return 500, error_body("internal_error", "internal server error (logged)"), []
+
+    def _done(self, entry, run_params, task, request, results, t0: float) -> tuple[int, bytes, list]:
+        dp = self.dataplane
         dp.observe(entry, run_params, time.perf_counter() - t0)  # threshold-source count, load controller
         return 200, orjson.dumps(dp._envelope(task, entry, request, run_params, results),
                                  option=orjson.OPT_SERIALIZE_NUMPY), []
+
+
+RETRY = [(b"retry-after", RETRY_AFTER_S.encode())]
 
 
 def replay(body: bytes, receive):

@@ -28,9 +28,13 @@ Configured from the environment (SKIMSERVE_*), like every worker's Settings; `se
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import re
+import struct
+import termios
 import time
+import weakref
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -42,7 +46,8 @@ except ImportError:  # httptools not installed
 
 from .. import metrics
 from ..config import Settings
-from . import admission
+from . import admission, fast_path
+from .body import is_json
 from .errors import RETRY_AFTER_S
 
 HEALTH_LINES = (b"GET /healthz HTTP/1.1\r\n", b"HEAD /healthz HTTP/1.1\r\n", b"GET /healthz HTTP/1.0\r\n",
@@ -51,9 +56,125 @@ HEALTH_BODY = b'{"status":"ok"}'
 HEALTH_RESPONSE = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
                    % len(HEALTH_BODY) + HEALTH_BODY)
 BODY_HEADER = re.compile(rb"\r\n(content-length|transfer-encoding)\s*:", re.IGNORECASE)
+TRANSFER_ENCODING = re.compile(rb"transfer-encoding", re.IGNORECASE)
 CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,12})[ \t]*\r\n", re.IGNORECASE)
 LINGER_S = 1.0  # how long a refused connection keeps draining before it is closed
 H11_SLACK = 512 * 1024  # h11's own limit sits above ours (and above one asyncio read), so ours answers first
+
+
+STATUS_LINES = {200: b"HTTP/1.1 200 OK\r\n", 500: b"HTTP/1.1 500 Internal Server Error\r\n",
+                503: b"HTTP/1.1 503 Service Unavailable\r\n"}
+STATUS_TEXT = {status: str(status) for status in STATUS_LINES}
+# request line of a POST the protocol answers itself: a model route, a plain query, HTTP/1.1
+INLINE_LINE = re.compile(rb"POST (/classify|/qa)(?:\?([!$-~]*))? HTTP/1\.1")  # (no "#": a fragment)
+# the header lines of a head the protocol answers itself: names are tokens, values hold no control bytes
+# but tab, no obs-fold, no space before the colon (anything uvicorn's parser could refuse is left to it)
+HEADER_BLOCK = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n)*")
+# the headers that matter to it: the two it needs, and those that change how a request is read or answered
+NOTED_HEADER = re.compile(rb"\n(content-length|content-type|connection|transfer-encoding|expect|upgrade|te|trailer):"
+                          rb"[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*\r", re.IGNORECASE)
+INLINE_ROUTES = {b"/classify": fast_path.ROUTES["/classify"], b"/qa": fast_path.ROUTES["/qa"]}
+
+
+def inline_request(data: bytes, end: int, fast):
+    """(route, query string, body) of a whole request (head and body in `data`, head ending at `end`) that
+    the protocol may answer itself, or None. None unless it is exactly what the ASGI path would take as it
+    is: HTTP/1.1, a strict head (HEADER_BLOCK), keep-alive, one Content-Length and one JSON content type, no
+    Transfer-Encoding, Expect, Upgrade, TE or Trailer, a body within `inline_max_bytes` (so it runs on the
+    event loop there too) and the text limit, and nothing admission.py refuses (URL and header sizes,
+    the body budget; the header size bound here is conservative). Repeated query parameters are the fast
+    path's Fallback."""
+    first = data.find(b"\r\n")
+    line = INLINE_LINE.fullmatch(data, 0, first)
+    if line is None or HEADER_BLOCK.fullmatch(data, first + 2, end + 2) is None:
+        return None
+    route = INLINE_ROUTES[line.group(1)]
+    query = line.group(2) or b""
+    settings = fast.settings
+    # admission counts len(name) + len(value) + 4 a header: at most one byte more than its line
+    if (len(line.group(1)) + len(query) > settings.max_url_bytes
+            or end - first + data.count(b"\r\n", first + 2, end + 2) > settings.max_header_bytes):
+        return None
+    ctype = length = None
+    for name, value in NOTED_HEADER.findall(data, first, end + 2):
+        name = name.lower()
+        if name == b"content-length":
+            if length is not None:
+                return None
+            length = value
+        elif name == b"content-type":
+            if ctype is not None:
+                return None
+            ctype = value
+        elif name != b"connection" or value.lower() != b"keep-alive":
+            return None
+    body = data[end + 4:]
+    n = len(body)
+    if (length is None or ctype is None or not length.isdigit() or int(length) != n or n > fast.inline_max_bytes
+            or n > fast.max_body or n > fast.max_text or not json_type(ctype)):
+        return None
+    budget = fast.body_budget
+    if budget.used + n > budget.limit:  # what admission would reserve (and release right after)
+        return None
+    return route, query, body
+
+
+_JSON_TYPES: dict[bytes, bool] = {}
+
+
+def json_type(ctype: bytes) -> bool:
+    """body.is_json of a Content-Type value, remembered for the few values clients send."""
+    known = _JSON_TYPES.get(ctype)
+    if known is None:
+        known = is_json(ctype.decode("latin-1"))
+        if len(_JSON_TYPES) < 64:
+            _JSON_TYPES[ctype] = known
+    return known
+
+
+OPEN: "weakref.WeakSet[_Guards]" = weakref.WeakSet()  # this worker's connections
+
+
+def waiting_requests() -> int:
+    """Connections of this worker with bytes of a next request unread in their socket while none of their
+    requests is being handled: where requests wait under load now that small ones are answered inline (not
+    as ASGI tasks counted in flight). Added to `skimserve_inflight_requests` at scrape time
+    (metrics.render); called from the scrape's thread, so it reads what it can and skips what it cannot."""
+    for _ in range(3):
+        try:
+            protocols = list(OPEN)
+            break
+        except RuntimeError:  # the set changed while it was copied (the event loop's thread)
+            continue
+    else:
+        return 0
+    n = 0
+    for protocol in protocols:
+        transport = protocol.transport
+        try:
+            if transport is None or transport.is_closing() or not protocol._is_fresh():
+                continue
+            sock = transport.get_extra_info("socket")
+            unread = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+        except (OSError, AttributeError, ValueError):
+            continue
+        n += unread > 0
+    return n
+
+
+metrics.WAITING.append(waiting_requests)
+
+_DEFAULT_HEADERS = [None, b""]  # uvicorn's default headers (date, server) as bytes, for the list they came from
+
+
+def default_headers(server_state) -> bytes:
+    """uvicorn's default response headers (date, server), written as uvicorn writes them; uvicorn makes a
+    new list each second (the date), so the bytes are rebuilt only then."""
+    headers = server_state.default_headers
+    if _DEFAULT_HEADERS[0] is not headers:
+        _DEFAULT_HEADERS[1] = b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers)
+        _DEFAULT_HEADERS[0] = headers
+    return _DEFAULT_HEADERS[1]
 
 
 class _Guards:
@@ -71,12 +192,15 @@ class _Guards:
         self._header_timer = None
         self._head_bytes = 0
         self._refused = False
+        self._idle_timer, self._idle_from = None, 0.0  # the keep-alive timer of inline answers (_idle_check)
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
+        OPEN.add(self)
         self._arm()
 
     def connection_lost(self, exc) -> None:
+        OPEN.discard(self)
         self._disarm()
         super().connection_lost(exc)
 
@@ -87,7 +211,7 @@ class _Guards:
         if waiting and self._head_bytes == 0 and self._is_fresh():
             if self._is_health_probe(data):
                 return self._answer_health(data)
-            if data.startswith(b"POST /") and self._shed(data):
+            if data.startswith(b"POST /") and self._post(data):
                 return
         if waiting:
             end = data.find(b"\r\n\r\n")
@@ -111,22 +235,37 @@ class _Guards:
         return (data.startswith(HEALTH_LINES) and data.endswith(b"\r\n\r\n") and data.count(b"\r\n\r\n") == 1
                 and len(data) <= self.max_header_bytes and not BODY_HEADER.search(data))
 
-    def _shed(self, data: bytes) -> bool:
-        """A whole POST to a model route (head and Content-Length body in this one chunk) while the worker
-        has no room for it: 503 written here, then closed (everything sent was read, so no reset). Under
-        overload this is most requests, and each one costs no ASGI task and never waits behind the loop's
-        queue. Anything less clear-cut goes the ASGI way, where admission.py sheds the same way."""
-        state = admission.ACTIVE
+    def _post(self, data: bytes) -> bool:
+        """A whole POST (head and Content-Length body in this one chunk): shed (503) while the worker has
+        no room for it, or answered here when the fast path takes it; True when answered."""
+        t0 = time.perf_counter()
         end = data.find(b"\r\n\r\n")
-        if state is None or end < 0 or end > self.max_header_bytes:
+        if end < 0 or end > self.max_header_bytes:
             return False
-        line = data[:data.find(b"\r\n")].split(b" ")
         length = CONTENT_LENGTH.search(data, 0, end + 2)
-        if len(line) != 3 or length is None or len(data) != end + 4 + int(length.group(1)) \
-                or b"transfer-encoding" in data[:end].lower():
+        if length is None or len(data) != end + 4 + int(length.group(1)):
+            return False
+        return self._shed(data, end, int(length.group(1))) or self._answer_inline(data, end, t0)
+
+    def _shed(self, data: bytes, end: int, length: int) -> bool:
+        """A whole POST to a model route while the worker has no room for it: 503 written here, then closed
+        (everything sent was read, so no reset). Under overload this is most requests, and each one costs
+        no ASGI task and never waits behind the loop's queue. Anything less clear-cut goes the ASGI way,
+        where admission.py sheds the same way."""
+        fast = fast_path.ACTIVE
+        if fast is not None:  # room for it (admission.shed's test, before any parsing)
+            pool = fast.dataplane.pool
+            if pool.admitted < pool.threads + pool.max_queue and length <= fast.body_budget.limit:
+                return False
+        state = admission.ACTIVE
+        if state is None:
+            return False
+        pool = state.pool
+        line = data[:data.find(b"\r\n")].split(b" ")
+        if len(line) != 3 or TRANSFER_ENCODING.search(data, 0, end) is not None:
             return False
         path = line[1].partition(b"?")[0].decode("latin-1")
-        refusal = admission.shed(path, state.pool, state.body_budget, int(length.group(1)))
+        refusal = admission.shed(path, pool, state.body_budget, length)
         if refusal is None:
             return False
         t0 = time.perf_counter()
@@ -140,6 +279,55 @@ class _Guards:
         metrics.REQUEST_DURATION.labels(endpoint=path if path in admission.MODEL_ROUTES else "unmatched", model="",
                                         status="503").observe(time.perf_counter() - t0)
         return True
+
+    def _answer_inline(self, data: bytes, end: int, t0: float) -> bool:
+        """A whole, plain POST /classify or /qa with a small JSON body, answered in this callback by the
+        fast path (service/api/fast_path.py): no request cycle, ASGI task, middleware or second write.
+        Taken only when every check the ASGI path would make is passed as it is (inline_request); on
+        anything else, or on the fast path's Fallback, the request goes on to uvicorn's parser untouched."""
+        fast = fast_path.ACTIVE
+        if (fast is None or not fast.enabled or self.flow.write_paused or self.transport.is_closing()
+                or self.limit_concurrency is not None):
+            return False
+        taken = inline_request(data, end, fast)
+        if taken is None:
+            return False
+        route, query, body = taken
+        try:
+            status, payload, extra, model = fast.answer_now(route, query, body)
+        except fast_path.Fallback:
+            return False
+        except Exception:  # noqa: BLE001 - a bug before the model ran: the ASGI path answers (its 500, logged)
+            return False
+        self._disarm()
+        self.transport.write(b"".join((STATUS_LINES[status], default_headers(self.server_state),
+                                       b"content-length: %d\r\ncontent-type: application/json\r\n" % len(payload),
+                                       *(b"%s: %s\r\n" % kv for kv in extra), b"\r\n", payload)))
+        if self.access_log:
+            self.access_logger.info('%s - "%s %s HTTP/%s" %d', "%s:%d" % self.client if self.client else "-",
+                                    "POST", data[5:data.find(b" ", 5)].decode("latin-1"), "1.1", status)
+        # what uvicorn does when a response is complete: count it, wait for the next one on keep-alive
+        self.server_state.total_requests += 1
+        self._idle_from = self.loop.time()
+        if self.timeout_keep_alive_task is None or self.timeout_keep_alive_task is not self._idle_timer:
+            self._unset_keepalive_if_required()  # uvicorn's timer (after a request it answered)
+            self.timeout_keep_alive_task = self._idle_timer = self.loop.call_later(self.timeout_keep_alive,
+                                                                                   self._idle_check)
+        self._head_bytes = 0
+        metrics.observe_request(route.path, model, STATUS_TEXT[status], time.perf_counter() - t0)
+        return True
+
+    def _idle_check(self) -> None:
+        """uvicorn's keep-alive timeout for requests answered inline, with one timer per idle stretch instead
+        of one per request: when it fires it closes the connection if it has been idle for
+        `timeout_keep_alive` s since the last inline answer, else it waits for the rest. uvicorn cancels it
+        (`_unset_keepalive_if_required`) as soon as any request takes its own way, as it does its own timer."""
+        left = self._idle_from + self.timeout_keep_alive - self.loop.time()
+        if left > 0:
+            self.timeout_keep_alive_task = self._idle_timer = self.loop.call_later(left, self._idle_check)
+        else:
+            self.timeout_keep_alive_task = self._idle_timer = None
+            self.timeout_keep_alive_handler()
 
     def _answer_health(self, data: bytes) -> None:
         """GET/HEAD /healthz answered here, in the callback that read it: no ASGI task, no wait behind

@@ -21,6 +21,7 @@ from .budget import layer_budget
 from .layer import LayerOutput
 
 log = logging.getLogger(__name__)
+COST_CACHE_SIZE = 4096  # (tokens, skimmed) pairs remembered per layer (Layer.cost)
 _BUDGET_ROUTED: dict[str, bool] = {}  # backends whose budgeted layers were rerouted (logged once each)
 
 
@@ -63,7 +64,16 @@ class Layer:
         return b
 
     def cost(self, out: LayerOutput) -> LayerCost:
-        return self.cell.cost(self.weights, len(out.skim), out.skimmed)
+        """The cell's cost of this output: a pure function of (tokens, skimmed) for these weights, so it is
+        remembered per layer (a few thousand pairs at most; computing it took microseconds a request)."""
+        key = (len(out.skim), out.skimmed)
+        costs = self.__dict__.setdefault("_costs", {})
+        cost = costs.get(key)
+        if cost is None:
+            if len(costs) >= COST_CACHE_SIZE:
+                costs.clear()
+            cost = costs[key] = self.cell.cost(self.weights, *key)
+        return cost
 
 
 @dataclass

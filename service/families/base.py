@@ -104,10 +104,15 @@ class ServedModel:
 
     @property
     def kernel_name(self) -> str:
-        if self.runner is not None:
-            return get_backend("onnx").name
-        names = sorted({layer.backend.name for layer in self.stack.layers})
-        return "+".join(names)
+        """What runs it ("fast", "onnx", "fast+reference"...): fixed once the model is built (every response says it)."""
+        name = self.__dict__.get("_kernel_name")
+        if name is None:
+            if self.runner is not None:
+                name = get_backend("onnx").name
+            else:
+                name = "+".join(sorted({layer.backend.name for layer in self.stack.layers}))
+            self._kernel_name = name
+        return name
 
     # --- text -> ids -------------------------------------------------------------
     def tokenize(self, text: str) -> list[Token]:

@@ -7,6 +7,16 @@ from . import register_task
 from .base import Params, Task
 
 WARMUP_THRESHOLDS = (1.0, 0.5, 0.3, 0.0)
+_METRICS = []
+
+
+def _metrics():
+    """service.metrics, imported on first use: the CLI imports tasks before it sets up multiprocess metrics."""
+    if not _METRICS:
+        from .. import metrics
+
+        _METRICS.append(metrics)
+    return _METRICS[0]
 
 
 def result_dict(r: ClassifyResult, explain: bool) -> dict:
@@ -36,8 +46,7 @@ class ClassifyTask(Task):
         where = ["text"] if len(items) == 1 else [f"texts[{i}]" for i in range(len(items))]
         tokenized = [tokenize_checked(model, text, limits, w) for text, w in zip(items, where)]
         results = [model.classify_tokens(tokens, params.threshold, params.budget) for tokens in tokenized]
-        from .. import metrics  # not at import: the CLI imports tasks before it sets up multiprocess metrics
-
+        metrics = _metrics()
         metrics.record_threshold(model.name, params.threshold)
         for r in results:
             metrics.record_cost(model.name, r.cost)
