@@ -2,7 +2,7 @@
 
   python -m benchmarks.metrics_cost [--n 20000] [--rounds 5]  -> benchmarks/results/metrics_cost.{json,md}
 
-A request records: the request duration (service/api/app.py), the threshold, and per answered item the
+A request records: the request duration (service/api/app.py), the threshold and its source, and per answered item the
 token, FLOP, skim-rate, FLOP-reduction and per-token-latency series (service/metrics.py), plus, for a
 model of several layers (QA: 2 layers x 2 directions), the per-layer series. Each mode runs in its own
 process (multiprocess mode must be chosen before prometheus_client is imported); medians over rounds, in
@@ -39,6 +39,7 @@ cases = {"classify (1 layer)": Cost(1), "qa (2 layers x 2 directions)": Cost(4)}
 def request(cost):
     metrics.record_threshold("m", 0.3)
     metrics.record_cost("m", cost)
+    metrics.record_threshold_source("m", "request")
     metrics.observe_request("/classify", "m", "200", 0.001)
 
 def labels_lookup(_cost):  # the old way, per request: one labels() per series
@@ -49,6 +50,7 @@ def labels_lookup(_cost):  # the old way, per request: one labels() per series
     metrics.FLOP_REDUCTION.labels(model="m").observe(2.1)
     metrics.TOKEN_LATENCY.labels(model="m").observe(1e-6)
     metrics.THRESHOLD.labels(model="m").observe(0.3)
+    metrics.THRESHOLD_SOURCE.labels(model="m", source="request").inc()
     metrics.REQUEST_DURATION.labels(endpoint="/classify", model="m", status="200").observe(0.001)
 
 out = {}
