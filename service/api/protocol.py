@@ -20,7 +20,7 @@ dropped for a moment before closing, so the client reads the status instead of a
   answers /healthz there too, before routing).
 - shedding without the event loop's queue: a whole POST to /classify or /qa (head and body in one read)
   arriving while the worker's model pool is full or its body budget spent gets its 503 + Retry-After
-  right there, and the connection is closed.
+  right there; the connection is kept for the next request (closed for HTTP/1.0 or `Connection: close`).
 
 The body timeout is enforced in the ASGI layer (service/api/admission.py), where the response can be JSON.
 Configured from the environment (SKIMSERVE_*), like every worker's Settings; `service/cli.py` passes
@@ -42,6 +42,7 @@ except ImportError:  # httptools not installed
 
 from .. import metrics
 from ..config import Settings
+from ..pool import pool_slot
 from . import admission
 from .errors import RETRY_AFTER_S
 
@@ -52,6 +53,7 @@ HEALTH_RESPONSE = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconten
                    % len(HEALTH_BODY) + HEALTH_BODY)
 BODY_HEADER = re.compile(rb"\r\n(content-length|transfer-encoding)\s*:", re.IGNORECASE)
 CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,12})[ \t]*\r\n", re.IGNORECASE)
+CLOSE_HEADER = re.compile(rb"\r\nconnection:[^\r\n]*\bclose\b", re.IGNORECASE)
 LINGER_S = 1.0  # how long a refused connection keeps draining before it is closed
 H11_SLACK = 512 * 1024  # h11's own limit sits above ours (and above one asyncio read), so ours answers first
 
@@ -84,11 +86,14 @@ class _Guards:
         if self._refused:
             return  # draining a refused connection
         waiting = self._awaiting_head()
+        slot = None
         if waiting and self._head_bytes == 0 and self._is_fresh():
             if self._is_health_probe(data):
                 return self._answer_health(data)
-            if data.startswith(b"POST /") and self._shed(data):
-                return
+            if data.startswith(b"POST /"):
+                slot = self._shed(data)
+                if slot is True:
+                    return
         if waiting:
             end = data.find(b"\r\n\r\n")
             if self._head_bytes + (end + 4 if end >= 0 else len(data)) > self.max_header_bytes:
@@ -98,7 +103,14 @@ class _Guards:
             self._head_bytes += len(data)
             if self._header_timer is None:
                 self._arm()
-        super().data_received(data)
+        if slot is not None:  # the request's ASGI task, created in there, starts with its pool place
+            token = pool_slot.set(slot)
+            try:
+                super().data_received(data)
+            finally:
+                pool_slot.reset(token)
+        else:
+            super().data_received(data)
         if self._awaiting_head():
             if self._head_bytes > self.max_header_bytes and not self.transport.is_closing():
                 self._refuse(431, "headers_too_large", f"request line and headers over {self.max_header_bytes} bytes")
@@ -111,32 +123,50 @@ class _Guards:
         return (data.startswith(HEALTH_LINES) and data.endswith(b"\r\n\r\n") and data.count(b"\r\n\r\n") == 1
                 and len(data) <= self.max_header_bytes and not BODY_HEADER.search(data))
 
-    def _shed(self, data: bytes) -> bool:
+    def _shed(self, data: bytes):
         """A whole POST to a model route (head and Content-Length body in this one chunk) while the worker
-        has no room for it: 503 written here, then closed (everything sent was read, so no reset). Under
-        overload this is most requests, and each one costs no ASGI task and never waits behind the loop's
-        queue. Anything less clear-cut goes the ASGI way, where admission.py sheds the same way."""
+        has no room for it: 503 written here. Under overload this is most requests, and each one costs no
+        ASGI task and never waits behind the loop's queue. The connection stays open for the client's next
+        request (HTTP/1.1 without `Connection: close`; else it is closed, everything sent having been
+        read, so no reset): closing it made every shed client reconnect, and under a closed loop of
+        retries the accepts and new protocols of those reconnections were most of the loop's work.
+        Anything less clear-cut goes the ASGI way, where admission.py sheds the same way.
+
+        A model-route POST that has room takes its place in the pool here (WorkPool.reserve) and its
+        ASGI task inherits it (admission.py uses it): the decision made in this callback is final, so a
+        request is never shed later, after waiting in the loop's queue for its task to start.
+        Returns True (answered), the Slot so taken, or None (not this path's to judge)."""
         state = admission.ACTIVE
         end = data.find(b"\r\n\r\n")
         if state is None or end < 0 or end > self.max_header_bytes:
-            return False
+            return None
         line = data[:data.find(b"\r\n")].split(b" ")
         length = CONTENT_LENGTH.search(data, 0, end + 2)
         if len(line) != 3 or length is None or len(data) != end + 4 + int(length.group(1)) \
                 or b"transfer-encoding" in data[:end].lower():
-            return False
+            return None
         path = line[1].partition(b"?")[0].decode("latin-1")
         refusal = admission.shed(path, state.pool, state.body_budget, int(length.group(1)))
         if refusal is None:
-            return False
+            if path not in admission.MODEL_ROUTES:
+                return None
+            slot = state.pool.reserve(bind=False)
+            if slot is not None:
+                return slot
+            refusal = admission.pool_full(state.pool)
         t0 = time.perf_counter()
         self._disarm()
         status, code, detail, _ = refusal
         body = json.dumps({"detail": detail, "code": code}).encode()
+        keep = line[2] == b"HTTP/1.1" and not CLOSE_HEADER.search(data, 0, end + 2)
         self.transport.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
-                             b"content-length: %d\r\nretry-after: %s\r\nconnection: close\r\n\r\n"
-                             % (len(body), RETRY_AFTER_S.encode()) + body)
-        self.transport.close()
+                             b"content-length: %d\r\nretry-after: %s\r\n%s\r\n"
+                             % (len(body), RETRY_AFTER_S.encode(), b"" if keep else b"connection: close\r\n") + body)
+        if keep:  # the parser never saw these bytes: the connection is between requests, as after a response
+            self._unset_keepalive_if_required()
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+        else:
+            self.transport.close()
         metrics.REQUEST_DURATION.labels(endpoint=path if path in admission.MODEL_ROUTES else "unmatched", model="",
                                         status="503").observe(time.perf_counter() - t0)
         return True

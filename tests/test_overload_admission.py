@@ -1,0 +1,143 @@
+"""Shedding decided from the head, and once (issue 20, the overload bar): a /classify or /qa request takes
+its place in the model pool at admission (WorkPool.reserve), its job runs on that place, and a request
+admitted so is never refused for load after its body was read; the startup objects are kept out of the
+collector's full passes."""
+import asyncio
+import contextvars
+import gc
+import json
+import threading
+import warnings
+
+import pytest
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from random_model import make_random_classifier
+
+from service.api import create_app
+from service.config import Settings
+from service.pool import QueueFull, WorkPool
+
+TEXT = "a gripping , funny film ."
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("omodels")
+    make_random_classifier(root / "tiny-skim", d_small=4, seed=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def client(models_dir):
+    with TestClient(create_app(Settings(models_dir=str(models_dir)))) as c:
+        yield c
+
+
+def test_a_reserved_slot_is_the_next_job_of_its_context():
+    pool = WorkPool(1, 0)
+    gate = threading.Event()
+    try:
+        def holder():
+            slot = pool.reserve()
+            assert slot is not None and pool.admitted == 1
+            assert not pool.full  # this context has room: its own place
+            future = pool.submit(gate.wait, 10)  # runs on the reserved place, no second check
+            assert pool.admitted == 1 and not slot.held
+            return future, slot
+
+        future, slot = contextvars.copy_context().run(holder)
+        assert pool.full  # for every other context
+        with pytest.raises(QueueFull):
+            pool.submit(lambda: None)
+        assert contextvars.copy_context().run(pool.reserve) is None
+        slot.release()  # used by its job: releasing it again is a no-op
+        assert pool.admitted == 1
+        gate.set()
+        future.result(10)
+        assert pool.admitted == 0
+
+        unused = contextvars.copy_context().run(pool.reserve)
+        assert pool.admitted == 1
+        unused.release()
+        unused.release()
+        assert pool.admitted == 0
+        contextvars.copy_context().run(pool.reserve)  # dropped without a release: given back when collected
+        gc.collect()
+        assert pool.admitted == 0
+    finally:
+        gate.set()
+        pool.shutdown()
+
+
+def _post_scope(app, length: int) -> dict:
+    return {"type": "http", "method": "POST", "path": "/classify", "raw_path": b"/classify", "query_string": b"",
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(length).encode())],
+            "http_version": "1.1", "scheme": "http", "server": ("t", 80), "client": ("c", 1), "root_path": "",
+            "app": app}
+
+
+@pytest.mark.parametrize("text", [TEXT, "a good film " * 1000], ids=["inline", "on-the-pool"])
+def test_a_request_admitted_at_its_head_is_not_shed_after_its_body(client, text):
+    """The pool's last place is free when the head arrives; while the body is read another request takes
+    the place that was left: this one still runs (before: 503 after its body had been read and parsed,
+    at the pool or at the inline path's check)."""
+    app, pool = client.app, client.app.state.pool
+    body = json.dumps({"text": text}).encode()
+    cap = pool.threads + pool.max_queue
+    saved = pool._admitted
+    sent = []
+
+    async def receive():
+        pool._admitted += 1  # someone else fills the pool meanwhile
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    pool._admitted = cap - 1
+    try:
+        asyncio.run(app(_post_scope(app, len(body)), receive, send))
+        assert sent[0]["status"] == 200, sent
+        assert pool._admitted == cap  # its own place given back; the other request's still held
+    finally:
+        pool._admitted = saved
+
+
+def test_a_refused_request_gives_its_place_back(client):
+    pool = client.app.state.pool
+    before = pool.admitted
+    r = client.post("/classify", json={"text": ""})  # 422 from the route, after admission took a place
+    assert r.status_code == 422
+    r = client.post("/classify?model=nope", json={"text": TEXT})
+    assert r.status_code == 404
+    r = client.post("/classify", content=b"{", headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert pool.admitted == before
+
+
+def test_full_pool_is_still_shed_at_the_head(client):
+    pool = client.app.state.pool
+    saved = pool._admitted
+    pool._admitted = pool.threads + pool.max_queue
+    try:
+        r = client.post("/classify", json={"text": TEXT})
+        assert r.status_code == 503 and r.json()["code"] == "overloaded" and r.headers["retry-after"] == "1"
+    finally:
+        pool._admitted = saved
+    assert client.post("/classify", json={"text": TEXT}).status_code == 200
+
+
+def test_a_server_process_freezes_its_startup_objects(models_dir):
+    gc.unfreeze()
+    app = create_app(Settings(models_dir=str(models_dir)))
+    app.state.freeze_gc = True  # as app_from_env (the uvicorn factory) sets it
+    try:
+        with TestClient(app) as c:
+            assert c.get("/readyz").status_code == 200
+            assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
