@@ -203,8 +203,8 @@ def shed(path: str, pool, budget: BodyBudget, declared: int | None = None):
 
 
 def pool_full(pool):
-    return 503, "overloaded", (f"server busy: {pool.admitted} model requests in flight (limit {pool.threads} "
-                               f"running + {pool.max_queue} waiting); retry later"), RETRY
+    return 503, "overloaded", (f"server busy: its model pool is full ({pool.threads} running + {pool.max_queue} "
+                               "waiting); retry later"), RETRY
 
 
 # The app state of this worker's server, for the shedding that service/api/protocol.py does before a

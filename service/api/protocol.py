@@ -28,6 +28,7 @@ Configured from the environment (SKIMSERVE_*), like every worker's Settings; `se
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -56,6 +57,20 @@ CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,12})[ \t]*\r\n", r
 CLOSE_HEADER = re.compile(rb"\r\nconnection:[^\r\n]*\bclose\b", re.IGNORECASE)
 LINGER_S = 1.0  # how long a refused connection keeps draining before it is closed
 H11_SLACK = 512 * 1024  # h11's own limit sits above ours (and above one asyncio read), so ours answers first
+
+
+@functools.lru_cache(maxsize=64)
+def _shed_response(code: str, detail: str, keep: bool) -> bytes:
+    body = json.dumps({"detail": detail, "code": code}).encode()
+    return (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"retry-after: %s\r\n%s\r\n" % (len(body), RETRY_AFTER_S.encode(), b"" if keep else b"connection: close\r\n")
+            + body)
+
+
+@functools.lru_cache(maxsize=8)
+def _shed_metric(path: str):
+    return metrics.REQUEST_DURATION.labels(endpoint=path if path in admission.MODEL_ROUTES else "unmatched", model="",
+                                           status="503")
 
 
 class _Guards:
@@ -156,19 +171,15 @@ class _Guards:
             refusal = admission.pool_full(state.pool)
         t0 = time.perf_counter()
         self._disarm()
-        status, code, detail, _ = refusal
-        body = json.dumps({"detail": detail, "code": code}).encode()
         keep = line[2] == b"HTTP/1.1" and not CLOSE_HEADER.search(data, 0, end + 2)
-        self.transport.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
-                             b"content-length: %d\r\nretry-after: %s\r\n%s\r\n"
-                             % (len(body), RETRY_AFTER_S.encode(), b"" if keep else b"connection: close\r\n") + body)
-        if keep:  # the parser never saw these bytes: the connection is between requests, as after a response
-            self._unset_keepalive_if_required()
-            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
-        else:
+        self.transport.write(_shed_response(refusal[1], refusal[2], keep))
+        if not keep:
             self.transport.close()
-        metrics.REQUEST_DURATION.labels(endpoint=path if path in admission.MODEL_ROUTES else "unmatched", model="",
-                                        status="503").observe(time.perf_counter() - t0)
+        elif self.timeout_keep_alive_task is None:
+            # the parser never saw these bytes: the connection is between requests, as after a response;
+            # an idle timer already running (from the last response) is left to run, not re-armed per shed
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+        _shed_metric(path).observe(time.perf_counter() - t0)
         return True
 
     def _answer_health(self, data: bytes) -> None:
