@@ -141,3 +141,99 @@ def test_a_server_process_freezes_its_startup_objects(models_dir):
             assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+# --- the batch limit while the body streams ------------------------------------------------------------
+
+def _feed(guard, body: bytes, rng) -> bool:
+    i = 0
+    while i < len(body):
+        n = rng.choice([1, 2, 3, 7, 64, 4096, len(body)])
+        if not guard.feed(body[i:i + n]):
+            return False
+        i += n
+    return True
+
+
+def _random_text(rng) -> str:
+    alphabet = ['a', ' ', '"', '\\', '\n', 'é', '\u2028', ',', '[', ']', '{', '}', ':', 'x' * 40, '\\"', '\\\\']
+    return "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 12)))
+
+
+def _random_body(rng, limit: int) -> tuple[bytes, str, int]:
+    n = rng.choice([0, 1, limit - 1, limit, limit + 1, limit + 5])
+    if rng.random() < 0.5:
+        key, items = "texts", [_random_text(rng) for _ in range(n)]
+        other = {"text": _random_text(rng)} if rng.random() < 0.2 else {}
+    else:
+        key = "items"
+        items = [{"context": _random_text(rng), "question": _random_text(rng)} for _ in range(n)]
+        other = {"context": _random_text(rng), "question": _random_text(rng)} if rng.random() < 0.2 else {}
+    doc = dict(other)
+    doc[key] = items
+    if rng.random() < 0.5:  # the batch first or last
+        doc = {key: items, **other}
+    sep = rng.choice([(",", ":"), (", ", ": "), (" ,\n ", " :\t")])
+    body = json.dumps(doc, separators=sep, ensure_ascii=rng.random() < 0.5).encode()
+    return body, key, n
+
+
+def test_batch_guard_counts_items_as_the_parser_does():
+    """Random batches (strings full of quotes, escapes, brackets and commas; QA items as objects; other
+    keys before or after; any whitespace; any chunking): refused exactly when the parsed batch is over
+    the limit, so a body within the limits is never refused by it."""
+    import random
+
+    from service.api.body import BatchGuard
+
+    rng = random.Random(20)
+    limit = 4
+    for _ in range(3000):
+        body, key, n = _random_body(rng, limit)
+        assert len(json.loads(body)[key]) == n
+        ok = _feed(BatchGuard(key, limit), body, rng)
+        assert ok == (n <= limit), (body, n)
+        assert _feed(BatchGuard("texts" if key == "items" else "items", limit), body, rng)  # other routes' key
+
+
+def test_batch_guard_gives_up_on_a_body_of_structure():
+    from service.api.body import BatchGuard
+
+    body = json.dumps({"texts": [1] * 200_000}).encode()  # numbers: nothing a route takes; parsed check decides
+    guard = BatchGuard("texts", 300_000)
+    assert guard.feed(body) and guard.off
+
+
+def test_a_batch_over_the_limit_is_refused_before_the_rest_of_its_body(client):
+    """Both paths (the fast path and the route, e.g. for a chunked body): 413 batch_too_large as the
+    first item past the limit arrives, the rest of the body never read."""
+    limit = client.app.state.settings.max_batch
+    items = b", ".join([b'"a good film"'] * (limit + 1))
+    head, tail = b'{"texts": [' + items, b"]}"
+
+    async def run(app, chunked: bool):
+        sent, read = [], []
+
+        async def receive():
+            read.append(1)
+            if len(read) == 1:
+                return {"type": "http.request", "body": head, "more_body": True}
+            raise AssertionError("the rest of the body was read")
+
+        async def send(message):
+            sent.append(message)
+
+        scope = _post_scope(app, len(head) + len(tail))
+        if chunked:
+            scope["headers"] = [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")]
+        await app(scope, receive, send)
+        return sent
+
+    for chunked in (False, True):
+        sent = asyncio.run(run(client.app, chunked))
+        assert sent[0]["status"] == 413, (chunked, sent)
+        assert json.loads(sent[1]["body"])["code"] == "batch_too_large"
+    r = client.post("/classify", json={"texts": ["a good film"] * limit})
+    assert r.status_code == 200 and len(r.json()["results"]) == limit
+    r = client.post("/classify", json={"texts": ["a good film"] * (limit + 1)})
+    assert r.status_code == 413 and r.json()["code"] == "batch_too_large"
