@@ -237,3 +237,37 @@ def test_a_batch_over_the_limit_is_refused_before_the_rest_of_its_body(client):
     assert r.status_code == 200 and len(r.json()["results"]) == limit
     r = client.post("/classify", json={"texts": ["a good film"] * (limit + 1)})
     assert r.status_code == 413 and r.json()["code"] == "batch_too_large"
+
+
+def test_a_body_waiting_for_the_budget_holds_no_pool_place(client, monkeypatch):
+    """Bodies waiting (unread) for room in the body budget do not take the model pool's places meanwhile;
+    the place is taken once the body has room."""
+    from service.api import admission
+
+    monkeypatch.setattr(admission, "ADMIT_WAIT_S", 1.0)
+    app, pool, budget = client.app, client.app.state.pool, client.app.state.body_budget
+    body = json.dumps({"text": TEXT}).encode()
+    seen, sent = [], []
+
+    async def receive():
+        seen.append(pool.admitted)
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    async def main():
+        before = pool.admitted
+        request = asyncio.ensure_future(app(_post_scope(app, len(body)), receive, send))
+        await asyncio.sleep(0.1)
+        assert not seen and pool.admitted == before  # waiting for the budget, no place taken
+        budget.release(len(body))
+        await request
+        assert seen == [before + 1] and pool.admitted == before  # its place, while its body was read
+
+    budget.used = budget.limit  # full: room comes when another body is released
+    try:
+        asyncio.run(main())
+        assert sent[0]["status"] == 200
+    finally:
+        budget.used = 0

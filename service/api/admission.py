@@ -12,8 +12,9 @@ Before the body (each answered at once, without reading it):
   anything). A declared body (Content-Length) is charged to the budget in full before any of it is read
   (a reservation); one that does not fit what is left waits up to ADMIT_WAIT_S for other bodies to be
   released, then is refused. A chunked body is refused at once while the budget is spent.
-- a /classify or /qa request that passes takes its place in the model pool here (`WorkPool.reserve`),
-  used by its model job and held until the request ends: every 503 for a full pool is decided from the
+- a /classify or /qa request that passes (once its declared body has room) takes its place in the model
+  pool here (`WorkPool.reserve`; the protocol takes it already for a POST that arrived whole), used by
+  its model job and held until the request ends: every 503 for a full pool is decided from the
   head, and a request whose body was read and parsed is never refused for load after that work (under
   overload half the shed requests used to get their 503 only at the pool, after body, parse and the
   event loop's queue: 54 ms at p50 against 9.5 ms from the head). A client that declares a body and does
@@ -22,8 +23,11 @@ Before the body (each answered at once, without reading it):
 Why reservations: when 64 bodies at the body limit arrived at once, each was read in part and 56 were
 refused mid-body once the budget ran out, so every one of them was slowed by all the others' bytes (issue
 20: 2.3 s to the last status). Now the budget's worth is read and the rest wait unread; the wait lets a
-burst of bodies that are refused early (a string over the text limit, 413 after about 100 KB) all get
-their 413 rather than 503. A client that declares a body and then does not send it holds its reservation
+burst of bodies that are refused early (a string over the text limit, 413 after about 100 KB; a batch
+over the batch limit, 413 as its first item past the limit begins) all get their 413 rather than 503.
+The wait is 2 s (0.5 s before): 64 batches of maximal texts at the body limit, each refused after about
+6.4 MB, take about 1.3 s for the last one on the 2-core development machine; with 0.5 s, 40 of them were
+shed with 503 instead of their 413. A client that declares a body and then does not send it holds its reservation
 until `body_timeout` (408), as one that sent it slowly held what it had sent.
 
 While the body is read (`receive` wrapped): bytes beyond the reservation (a chunked body, or one longer
@@ -45,7 +49,7 @@ MODEL_ROUTES = ("/classify", "/qa")
 HEALTH = b'{"status":"ok"}'
 
 
-ADMIT_WAIT_S = 0.5  # how long a declared body may wait for room in the body budget before its 503
+ADMIT_WAIT_S = 2.0  # how long a declared body may wait for room in the body budget before its 503
 TRIM_BODY_BYTES = 1_000_000  # a body at least this big schedules a heap trim when it is released
 TRIM_DELAY_S = 0.2  # bodies released within this of each other share one trim
 
@@ -241,12 +245,6 @@ class AdmissionMiddleware:
         if method != "POST":
             return await self.app(scope, receive, send)
         slot = inherited
-        if path in MODEL_ROUTES and slot is None:  # its place in the model pool, held from here (none: shed)
-            slot = state.pool.reserve()
-            if slot is None:
-                scope.setdefault("skimserve", {})["endpoint"] = path
-                status, code, detail, headers = pool_full(state.pool)
-                return await send_json(send, status, _error(status, code, detail), headers)
         reserved = declared_length(scope) or 0
         if not await state.body_budget.reserve(reserved, ADMIT_WAIT_S):
             if slot is not None:
@@ -255,6 +253,15 @@ class AdmissionMiddleware:
                 scope.setdefault("skimserve", {})["endpoint"] = path
             return await send_json(send, 503, _error(503, "overloaded", "server busy reading other request "
                                                      "bodies; retry later"), RETRY)
+        if path in MODEL_ROUTES and slot is None:
+            # its place in the model pool, held from here (taken once its body has room, so that bodies
+            # waiting for the budget do not hold the pool's places meanwhile); none left: shed, still unread
+            slot = state.pool.reserve()
+            if slot is None:
+                state.body_budget.release(reserved)
+                scope.setdefault("skimserve", {})["endpoint"] = path
+                status, code, detail, headers = pool_full(state.pool)
+                return await send_json(send, status, _error(status, code, detail), headers)
         guarded = GuardedReceive(receive, state.body_budget, state.settings.body_timeout, reserved)
         started = False
 
