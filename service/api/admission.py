@@ -16,8 +16,8 @@ Before the body (each answered at once, without reading it):
   pool here (`WorkPool.reserve`; the protocol takes it already for a POST that arrived whole), used by
   its model job and held until the request ends: every 503 for a full pool is decided from the
   head, and a request whose body was read and parsed is never refused for load after that work (under
-  overload half the shed requests used to get their 503 only at the pool, after body, parse and the
-  event loop's queue: 54 ms at p50 against 9.5 ms from the head). A client that declares a body and does
+  overload about half the shed requests used to get their 503 only at the pool, after body, parse and
+  the event loop's queue, several times later than those shed from the head). A client that declares a body and does
   not send it holds its place until `body_timeout`, as it holds its body reservation.
 
 Why reservations: when 64 bodies at the body limit arrived at once, each was read in part and 56 were
@@ -26,8 +26,8 @@ refused mid-body once the budget ran out, so every one of them was slowed by all
 burst of bodies that are refused early (a string over the text limit, 413 after about 100 KB; a batch
 over the batch limit, 413 as its first item past the limit begins) all get their 413 rather than 503.
 The wait is 2 s (0.5 s before): 64 batches of maximal texts at the body limit, each refused after about
-6.4 MB, take about 1.3 s for the last one on the 2-core development machine; with 0.5 s, 40 of them were
-shed with 503 instead of their 413. A client that declares a body and then does not send it holds its reservation
+6.4 MB, took up to 1.3 s for the last one on the 2-core development machine (benchmarks/results/soak*.md);
+with 0.5 s most of them were shed with 503 instead of their 413. A client that declares a body and then does not send it holds its reservation
 until `body_timeout` (408), as one that sent it slowly held what it had sent.
 
 While the body is read (`receive` wrapped): bytes beyond the reservation (a chunked body, or one longer
