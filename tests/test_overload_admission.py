@@ -271,3 +271,101 @@ def test_a_body_waiting_for_the_budget_holds_no_pool_place(client, monkeypatch):
         assert sent[0]["status"] == 200
     finally:
         budget.used = 0
+
+
+# --- the connection's own decision -----------------------------------------------------------------------
+
+class _Transport:
+    def __init__(self):
+        self.out, self.closing = [], False
+
+    def write(self, data):
+        self.out.append(data)
+
+    def close(self):
+        self.closing = True
+
+    def is_closing(self):
+        return self.closing
+
+    def get_extra_info(self, key, default=None):
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 5555)}.get(key, default)
+
+    def set_protocol(self, protocol):
+        pass
+
+    def pause_reading(self):
+        pass
+
+    def resume_reading(self):
+        pass
+
+    def can_write_eof(self):
+        return True
+
+    def write_eof(self):
+        pass
+
+
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+def test_the_connection_decides_once_and_keeps_the_connection(parser):
+    """A whole POST to /classify: with room, the connection's callback takes its pool place and the
+    request's ASGI task starts holding it; without, 503 from the callback, the connection kept open with
+    its idle timer re-armed (closed when the client asked for that)."""
+    import types
+
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    from service.api import admission
+    from service.api.admission import BodyBudget
+    from service.api.protocol import guarded_protocol
+    from service.pool import pool_slot
+
+    body = b'{"text": "a good film"}'
+    request = (b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+               % len(body)) + body
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(pool_slot.get())
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def main():
+        pool = WorkPool(1, 0)
+        admission.ACTIVE = types.SimpleNamespace(pool=pool, body_budget=BodyBudget(1_000_000))
+        config = uvicorn.Config(app=app, log_level="warning")
+        config.load()
+        protocol = guarded_protocol(parser)(config=config, server_state=ServerState(), app_state={})
+        transport = _Transport()
+        protocol.connection_made(transport)
+        protocol.data_received(request)
+        assert pool.admitted == 1 and pool_slot.get() is None  # taken in the callback, not left in its context
+        await asyncio.sleep(0.05)
+        assert seen and seen[0] is not None and seen[0].pool is pool  # the task started holding it
+        seen[0].release()
+        assert b"200 OK" in b"".join(transport.out) and not transport.closing
+        transport.out.clear()
+
+        pool._admitted = 1  # full
+        protocol.data_received(request)
+        reply = b"".join(transport.out)
+        assert reply.startswith(b"HTTP/1.1 503 ") and b"connection: close" not in reply and not transport.closing
+        assert b"server: uvicorn" not in reply and len(seen) == 1  # the connection's answer, no ASGI task
+        timer = protocol.timeout_keep_alive_task
+        assert timer is not None
+        protocol.data_received(request)
+        assert protocol.timeout_keep_alive_task is not timer and timer.cancelled()  # re-armed per answer
+        transport.out.clear()
+        protocol.data_received(request.replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n", 1))
+        assert b"connection: close" in b"".join(transport.out) and transport.closing
+        protocol.connection_lost(None)
+        pool.shutdown()
+
+    saved = admission.ACTIVE
+    try:
+        asyncio.run(main())
+    finally:
+        admission.ACTIVE = saved

@@ -175,9 +175,8 @@ class _Guards:
         self.transport.write(_shed_response(refusal[1], refusal[2], keep))
         if not keep:
             self.transport.close()
-        elif self.timeout_keep_alive_task is None:
-            # the parser never saw these bytes: the connection is between requests, as after a response;
-            # an idle timer already running (from the last response) is left to run, not re-armed per shed
+        else:  # the parser never saw these bytes: the connection is between requests, as after a response
+            self._unset_keepalive_if_required()
             self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
         _shed_metric(path).observe(time.perf_counter() - t0)
         return True
