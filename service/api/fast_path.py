@@ -134,7 +134,7 @@ class FastPath:
         route = ROUTES.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
         if route is None or not self.enabled or not self._headers_ok(scope):
             return await self.app(scope, receive, send)
-        try:  # the routes' streaming limits (body, text): an ApiError here is answered by admission.py
+        try:  # the routes' streaming limits (body, text, batch): an ApiError here is answered by admission.py
             body = bytes(await collect_body(self._chunks(receive), self.max_body, self.max_text,
                                             (BATCH_KEYS[route.path], self.max_batch)))
         except Disconnected:  # nobody to answer; the status reaches the request metrics only (499)
