@@ -9,16 +9,21 @@ Scenarios, each against a fresh server (the real models of --models-dir, default
   Reported: every status and its latency (request start to status line), and the server's memory (RSS
   of the parent and its workers, from /proc): idle before, peak while, and 3 s after.
 - overload: 200 connections post long IMDb reviews (the longest test reviews, cut to max_text_bytes) to
-  /classify in a closed loop without pause, for --overload-s. A separate process probes GET /healthz
-  every 20 ms on a new connection each time (as an orchestrator's liveness probe does). Reported:
-  /healthz latency p50/p99/max, the latency of the 503s the server sheds load with, of the 200s, counts.
+  /classify in a closed loop without pause (a shed request is retried at once), for --overload-s. Two
+  separate processes probe the server meanwhile, each every 20 ms on a new connection: GET /healthz (as an
+  orchestrator's liveness probe does) and POST /classify of a long review (as a new client does; under
+  this load most are shed). Reported: /healthz latency p50/p99/max, the probe POSTs' latency by status
+  (503: what a shed client waits for its answer), the load's counts and 200s per second.
+  --load wrk (the default when wrk is installed): the load is wrk (C, two threads, benchmarks/wrk_post.lua)
+  at nice 10. --load python: the asyncio generator below, which also times every request it sends by
+  status; on this 2-core machine that generator, niced and saturated, measures mostly its own event
+  loop (a response waits for the generator to get round to it), so the probes are the figures to read.
 - soak: --soak-connections (8) connections of mixed requests (SST-2 and IMDb /classify, SQuAD /qa) for
   --soak-s; reported: requests, any status other than 200, memory every 5 s.
 
-The load generator is raw asyncio HTTP/1.1 (keep-alive, one request at a time per connection) in its
-own process at nice 10, so its cost is small and the probe's timings do not wait on it; the server, the
-load and the probe still share this machine's cores (and whatever else runs on it), which the figures
-include.
+The Python load generators are raw asyncio HTTP/1.1 (keep-alive, one request at a time per connection) in
+their own process at nice 10, as wrk is, so the probes' timings do not wait on them; the server, the load
+and the probes still share this machine's cores (and whatever else runs on it), which the figures include.
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ import platform
 import random
 import re
 import shlex
+import shutil
 import socket
 import statistics
 import subprocess
@@ -242,6 +248,40 @@ def probe(port: int, seconds: float, every: float, queue) -> None:
     queue.put(out)
 
 
+def post_probe(port: int, body: bytes, seconds: float, every: float, queue) -> None:
+    """POST /classify of `body` on a new connection every `every` s: (status or None, latency s to the
+    status line, answered by the connection itself (no uvicorn `server` header)) per probe."""
+    out, deadline = [], time.monotonic() + seconds
+    request = http_request("POST", "/classify", body)
+    while time.monotonic() < deadline:
+        t0 = time.perf_counter()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+                s.sendall(request)
+                reply = b""
+                while b"\r\n\r\n" not in reply:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    reply += chunk
+            took = time.perf_counter() - t0
+            status = int(reply.split(b" ", 2)[1]) if reply.startswith(b"HTTP/1.1 ") else None
+            out.append((status, took, b"\r\nserver: uvicorn" not in reply.split(b"\r\n\r\n")[0].lower()))
+        except OSError:
+            out.append((None, time.perf_counter() - t0, False))
+        time.sleep(max(0.0, every - (time.perf_counter() - t0)))
+    queue.put(out)
+
+
+def _wrk_load(port: int, bodies: list[bytes], connections: int, seconds: float) -> subprocess.Popen:
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"skimserve-soak-bodies-{os.getpid()}.txt"
+    path.write_bytes(b"\n".join(bodies) + b"\n")  # one JSON body a line (json.dumps writes no newline)
+    env = {**os.environ, "WRK_BODIES": str(path), "WRK_PATH": "/classify"}
+    return subprocess.Popen(["nice", "-n", str(LOAD_NICE), "wrk", "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+                             "--timeout", "30s", "-s", str(ROOT / "benchmarks" / "wrk_post.lua"),
+                             f"http://127.0.0.1:{port}"], env=env, stdout=subprocess.PIPE, text=True)
+
+
 def _load(port: int, bodies: list[bytes], connections: int, seconds: float, queue) -> None:
     os.nice(LOAD_NICE)
     lat: dict[int, list[float]] = {}
@@ -288,28 +328,52 @@ def long_reviews(settings: Settings, n: int = 200) -> list[bytes]:
     return cut
 
 
-def scenario_overload(server: Server, settings: Settings, connections: int, seconds: float) -> dict:
+def scenario_overload(server: Server, settings: Settings, connections: int, seconds: float, load_kind: str) -> dict:
     bodies = long_reviews(settings)
     warm(server)
     ctx = mp.get_context("spawn")
-    q_probe, q_load = ctx.Queue(), ctx.Queue()
-    load = ctx.Process(target=_load, args=(server.port, bodies, connections, seconds, q_load))
-    load.start()
-    time.sleep(min(3.0, seconds / 5))  # probe once the load is on
-    pr = ctx.Process(target=probe, args=(server.port, seconds - min(3.0, seconds / 5) - 1, 0.02, q_probe))
-    pr.start()
-    probes = q_probe.get()
-    result = q_load.get()
-    pr.join()
-    load.join()
-    ok_probes = [p for p in probes if p is not None]
-    lat = result["latencies"]
-    out = {"connections": connections, "seconds": seconds, "review_bytes_median": statistics.median(len(b) for b in bodies),
-           "healthz_ms": summary_ms(ok_probes), "healthz_failed": len(probes) - len(ok_probes),
-           "statuses": {k: len(v) for k, v in lat.items()},
-           "latency_ms": {k: summary_ms(v) for k, v in lat.items()},
-           "client_errors": result["errors"],
-           "throughput_200_per_s": round(len(lat.get("200", [])) / seconds, 1)}
+    q_probe, q_post, q_load = ctx.Queue(), ctx.Queue(), ctx.Queue()
+    if load_kind == "wrk":
+        load = _wrk_load(server.port, bodies, connections, seconds)
+    else:
+        load = ctx.Process(target=_load, args=(server.port, bodies, connections, seconds, q_load))
+        load.start()
+    lead = min(3.0, seconds / 5)
+    time.sleep(lead)  # probe once the load is on
+    probe_s = seconds - lead - 1
+    probe_body = sorted(bodies, key=len)[len(bodies) // 2]  # the median review
+    probes = [ctx.Process(target=probe, args=(server.port, probe_s, 0.02, q_probe)),
+              ctx.Process(target=post_probe, args=(server.port, probe_body, probe_s, 0.02, q_post))]
+    for pr in probes:
+        pr.start()
+    health, posts = q_probe.get(), q_post.get()
+    if load_kind == "wrk":
+        figures = json.loads(load.communicate()[0].strip().splitlines()[-1])
+        result = {"errors": {"socket_errors": figures["socket_errors"]} if figures["socket_errors"] else {}}
+        statuses = {"2xx": figures["requests"] - figures["non_2xx"], "not 2xx": figures["non_2xx"]}
+        ok = statuses["2xx"]
+    else:
+        result = q_load.get()
+        load.join()
+        statuses = {k: len(v) for k, v in result["latencies"].items()}
+        ok = statuses.get("200", 0)
+    for pr in probes:
+        pr.join()
+    ok_probes = [p for p in health if p is not None]
+    by_status: dict[str, list[float]] = {}
+    for status, took, _ in posts:
+        by_status.setdefault(str(status), []).append(took)
+    out = {"connections": connections, "seconds": seconds, "load": load_kind,
+           "review_bytes_median": statistics.median(len(b) for b in bodies), "probe_body_bytes": len(probe_body),
+           "healthz_ms": summary_ms(ok_probes), "healthz_failed": len(health) - len(ok_probes),
+           "probe_post_ms": {k: summary_ms(v) for k, v in sorted(by_status.items())},
+           "probe_503_from_the_connection": sum(1 for status, _, own in posts if status == 503 and own),
+           "statuses": statuses, "client_errors": result["errors"],
+           "throughput_200_per_s": round(ok / seconds, 1)}
+    if load_kind == "wrk":
+        out["wrk"] = figures
+    else:
+        out["latency_ms"] = {k: summary_ms(v) for k, v in result["latencies"].items()}
     print(f"overload: {json.dumps(out)}", flush=True)
     return out
 
@@ -407,15 +471,25 @@ def write_md(result: dict, path: Path) -> None:
         lines.append("")
     if "overload" in r:
         o = r["overload"]
+        load = ("wrk (`-t2`, nice 10, benchmarks/wrk_post.lua)" if o.get("load", "python") == "wrk"
+                else "the asyncio generator of benchmarks/soak.py (nice 10)")
         lines += [f"## Overload: {o['connections']} connections of long IMDb reviews, {o['seconds']:g} s", "",
-                  f"Median review body {o['review_bytes_median']:,.0f} B; GET /healthz probed every 20 ms on a new "
-                  f"connection ({o['healthz_ms']['n']} probes, {o['healthz_failed']} failed).", "",
+                  f"Load: {load}, {o['connections']} connections in a closed loop (a shed request is retried at "
+                  f"once). Median review body {o['review_bytes_median']:,.0f} B. Probes, each every 20 ms on a new "
+                  f"connection from its own process: GET /healthz ({o['healthz_ms']['n']} probes, "
+                  f"{o['healthz_failed']} failed) and POST /classify of the median review "
+                  f"({sum(s['n'] for s in o['probe_post_ms'].values())} probes; "
+                  f"{o['probe_503_from_the_connection']} of the 503s answered by the connection itself).", "",
                   "| what | n | p50 (ms) | p99 (ms) | max (ms) |", "| --- | --- | --- | --- | --- |",
-                  f"| GET /healthz | {o['healthz_ms']['n']} | {o['healthz_ms']['p50']:.1f} | {o['healthz_ms']['p99']:.1f} "
+                  f"| probe GET /healthz | {o['healthz_ms']['n']} | {o['healthz_ms']['p50']:.1f} | {o['healthz_ms']['p99']:.1f} "
                   f"| {o['healthz_ms']['max']:.1f} |"]
-        for status, s in sorted(o["latency_ms"].items()):
-            lines.append(f"| POST /classify -> {status} | {s['n']} | {s['p50']:.1f} | {s['p99']:.1f} | {s['max']:.1f} |")
-        lines += ["", f"200s per second: {o['throughput_200_per_s']}; client-side errors: {o['client_errors'] or 'none'}.", ""]
+        for status, s in o["probe_post_ms"].items():
+            lines.append(f"| probe POST /classify -> {status} | {s['n']} | {s['p50']:.1f} | {s['p99']:.1f} | {s['max']:.1f} |")
+        for status, s in sorted(o.get("latency_ms", {}).items()):
+            lines.append(f"| load POST /classify -> {status} (the generator's own timing) | {s['n']} | {s['p50']:.1f} "
+                         f"| {s['p99']:.1f} | {s['max']:.1f} |")
+        lines += ["", f"Load requests by status: {o['statuses']}; 200s per second: {o['throughput_200_per_s']}; "
+                      f"client-side errors: {o['client_errors'] or 'none'}.", ""]
     if "soak" in r:
         s = r["soak"]
         lines += [f"## Soak: {s['connections']} connections of mixed requests, {s['seconds']:g} s", "",
@@ -433,6 +507,8 @@ def main(argv=None) -> int:
     p.add_argument("--clients", type=int, default=64, help="parallel bodies (bodies)")
     p.add_argument("--connections", type=int, default=200, help="connections (overload)")
     p.add_argument("--overload-s", type=float, default=30)
+    p.add_argument("--load", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python",
+                   help="the overload's load generator (default: wrk when installed)")
     p.add_argument("--soak-connections", type=int, default=8)
     p.add_argument("--soak-s", type=float, default=600)
     p.add_argument("--tag", default="")
@@ -455,7 +531,7 @@ def main(argv=None) -> int:
             if name == "bodies":
                 result["bodies"] = scenario_bodies(server, settings, args.clients)
             elif name == "overload":
-                result["overload"] = scenario_overload(server, settings, args.connections, args.overload_s)
+                result["overload"] = scenario_overload(server, settings, args.connections, args.overload_s, args.load)
             elif name == "soak":
                 result["soak"] = scenario_soak(server, args.soak_connections, args.soak_s)
             else:

@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     max_inflight_body_bytes: int = Field(64_000_000, ge=1024, description="request body bytes buffered at once "
                                          "per worker, across requests (a declared body counts in full from admission); "
                                          "a body it cannot take is 503 + Retry-After before it is read (after "
-                                         "waiting up to 0.5 s for room)")
+                                         "waiting up to 2 s for room)")
     max_url_bytes: int = Field(8192, ge=256, description="path + query string, bytes (414 above)")
     max_header_bytes: int = Field(16384, ge=1024, description="request line + headers, bytes (431 above)")
     header_timeout: float = Field(10.0, gt=0, description="seconds a connection may take to send a request's "

@@ -233,6 +233,20 @@ def test_full_pool_is_shed_by_the_protocol(models_dir, tmp_path):
             time.sleep(0.05)
         assert _status(reply) == 503 and b"connection: close" in reply and b"retry-after: 1" in reply, reply[:300]
         assert _json(reply)["code"] == "overloaded"
+        # without `Connection: close` the shed connection stays open for the next request (a shed client
+        # that retries does not have to reconnect)
+        keep = head.replace(b"Connection: close\r\n", b"")
+        with socket.create_connection(_addr(url), timeout=10) as s:
+            deadline, reply = time.monotonic() + 30, b""
+            while time.monotonic() < deadline and not (_status(reply) == 503 and b"server: uvicorn" not in reply):
+                s.sendall(keep + small)
+                reply = _read_json_reply(s)
+                assert reply, "the server closed the connection"
+                time.sleep(0.05)
+            assert _status(reply) == 503 and b"connection: close" not in reply and b"retry-after: 1" in reply, reply
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # the same connection, still served
+            reply = _read_json_reply(s)
+            assert _status(reply) == 200 and _json(reply) == {"status": "ok"}, reply
         with socket.create_connection(_addr(url), timeout=10) as s:  # body in a second packet: ASGI path
             s.sendall(head)
             time.sleep(0.05)

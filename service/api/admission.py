@@ -12,12 +12,22 @@ Before the body (each answered at once, without reading it):
   anything). A declared body (Content-Length) is charged to the budget in full before any of it is read
   (a reservation); one that does not fit what is left waits up to ADMIT_WAIT_S for other bodies to be
   released, then is refused. A chunked body is refused at once while the budget is spent.
+- a /classify or /qa request that passes (once its declared body has room) takes its place in the model
+  pool here (`WorkPool.reserve`; the protocol takes it already for a POST that arrived whole), used by
+  its model job and held until the request ends: every 503 for a full pool is decided from the
+  head, and a request whose body was read and parsed is never refused for load after that work (under
+  overload about half the shed requests used to get their 503 only at the pool, after body, parse and
+  the event loop's queue, several times later than those shed from the head). A client that declares a body and does
+  not send it holds its place until `body_timeout`, as it holds its body reservation.
 
 Why reservations: when 64 bodies at the body limit arrived at once, each was read in part and 56 were
 refused mid-body once the budget ran out, so every one of them was slowed by all the others' bytes (issue
 20: 2.3 s to the last status). Now the budget's worth is read and the rest wait unread; the wait lets a
-burst of bodies that are refused early (a string over the text limit, 413 after about 100 KB) all get
-their 413 rather than 503. A client that declares a body and then does not send it holds its reservation
+burst of bodies that are refused early (a string over the text limit, 413 after about 100 KB; a batch
+over the batch limit, 413 as its first item past the limit begins) all get their 413 rather than 503.
+The wait is 2 s (0.5 s before): 64 batches of maximal texts at the body limit, each refused after about
+6.4 MB, took up to 1.3 s for the last one on the 2-core development machine (benchmarks/results/soak*.md);
+with 0.5 s most of them were shed with 503 instead of their 413. A client that declares a body and then does not send it holds its reservation
 until `body_timeout` (408), as one that sent it slowly held what it had sent.
 
 While the body is read (`receive` wrapped): bytes beyond the reservation (a chunked body, or one longer
@@ -39,7 +49,7 @@ MODEL_ROUTES = ("/classify", "/qa")
 HEALTH = b'{"status":"ok"}'
 
 
-ADMIT_WAIT_S = 0.5  # how long a declared body may wait for room in the body budget before its 503
+ADMIT_WAIT_S = 2.0  # how long a declared body may wait for room in the body budget before its 503
 TRIM_BODY_BYTES = 1_000_000  # a body at least this big schedules a heap trim when it is released
 TRIM_DELAY_S = 0.2  # bodies released within this of each other share one trim
 
@@ -189,12 +199,16 @@ def shed(path: str, pool, budget: BodyBudget, declared: int | None = None):
     """503 (status, code, detail, headers) for a POST this worker has no room for now, or None: its model
     pool is full, or the body budget is spent (a chunked body) or smaller than the `declared` body. A
     declared body that fits the budget but not what is left of it waits (AdmissionMiddleware)."""
-    if path in MODEL_ROUTES and pool.admitted >= pool.threads + pool.max_queue:
-        return 503, "overloaded", (f"server busy: {pool.admitted} model jobs in flight (limit {pool.threads} "
-                                   f"running + {pool.max_queue} waiting); retry later"), RETRY
+    if path in MODEL_ROUTES and pool.full:  # (not full for a request holding its place already)
+        return pool_full(pool)
     if (budget.used >= budget.limit) if declared is None else declared > budget.limit:
         return 503, "overloaded", "server busy reading other request bodies; retry later", RETRY
     return None
+
+
+def pool_full(pool):
+    return 503, "overloaded", (f"server busy: its model pool is full ({pool.threads} running + {pool.max_queue} "
+                               "waiting); retry later"), RETRY
 
 
 # The app state of this worker's server, for the shedding that service/api/protocol.py does before a
@@ -219,20 +233,35 @@ class AdmissionMiddleware:
             scope.setdefault("skimserve", {})["endpoint"] = "/healthz"
             return await send_json(send, 200, HEALTH, head_only=method == "HEAD")
         state = self.state
+        inherited = state.pool.held_slot()  # the protocol took this request's place in the pool already
         refusal = early_refusal(scope, state.settings, state.pool, state.body_budget)
         if refusal is not None:
+            if inherited is not None:
+                inherited.release()
             status, code, detail, headers = refusal
             if path in MODEL_ROUTES:  # the metric's endpoint label: the route, not "unmatched"
                 scope.setdefault("skimserve", {})["endpoint"] = path
             return await send_json(send, status, _error(status, code, detail), headers)
         if method != "POST":
             return await self.app(scope, receive, send)
+        slot = inherited
         reserved = declared_length(scope) or 0
         if not await state.body_budget.reserve(reserved, ADMIT_WAIT_S):
+            if slot is not None:
+                slot.release()
             if path in MODEL_ROUTES:
                 scope.setdefault("skimserve", {})["endpoint"] = path
             return await send_json(send, 503, _error(503, "overloaded", "server busy reading other request "
                                                      "bodies; retry later"), RETRY)
+        if path in MODEL_ROUTES and slot is None:
+            # its place in the model pool, held from here (taken once its body has room, so that bodies
+            # waiting for the budget do not hold the pool's places meanwhile); none left: shed, still unread
+            slot = state.pool.reserve()
+            if slot is None:
+                state.body_budget.release(reserved)
+                scope.setdefault("skimserve", {})["endpoint"] = path
+                status, code, detail, headers = pool_full(state.pool)
+                return await send_json(send, status, _error(status, code, detail), headers)
         guarded = GuardedReceive(receive, state.body_budget, state.settings.body_timeout, reserved)
         started = False
 
@@ -248,5 +277,7 @@ class AdmissionMiddleware:
                 raise
             await error_response(exc.status, exc.code, exc.message, headers=exc.headers)(scope, receive, send)
         finally:
+            if slot is not None:
+                slot.release()  # no-op once its job took it (the job gives it back when it ends)
             guarded.release()
             self.trimmer.after(guarded.received)

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from ..dataplane import InputError
 from ..pool import QueueFull
 from ..registry import UnknownModel
-from .body import collect_body, decode_json, is_json, parse_body
+from .body import BATCH_KEYS, collect_body, decode_json, is_json, parse_body
 from .errors import CLIENT_CLOSED, RETRY_AFTER_S
 from .inputs import parse_thresholds
 from .schemas import ClassifyRequest, QARequest
@@ -161,14 +161,15 @@ class FastPath:
                                                               settings.max_body_bytes)
         if settings.gpu_batch_size > 1:  # inline runs one request at a time: the batcher would never see two
             self.inline_max_bytes = -1
-        self.max_text = settings.max_text_bytes
+        self.max_text, self.max_batch = settings.max_text_bytes, settings.max_batch
 
     async def __call__(self, scope, receive, send):
         route = ROUTES.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
         if route is None or not self.enabled or not self._headers_ok(scope):
             return await self.app(scope, receive, send)
-        try:  # the routes' streaming limits (body, text): an ApiError here is answered by admission.py
-            body = bytes(await collect_body(self._chunks(receive), self.max_body, self.max_text))
+        try:  # the routes' streaming limits (body, text, batch): an ApiError here is answered by admission.py
+            body = bytes(await collect_body(self._chunks(receive), self.max_body, self.max_text,
+                                            (BATCH_KEYS[route.path], self.max_batch)))
         except Disconnected:  # nobody to answer; the status reaches the request metrics only (499)
             scope.setdefault("skimserve", {})["endpoint"] = route.path
             return await send({"type": "http.response.start", "status": CLIENT_CLOSED, "headers": []})

@@ -20,7 +20,7 @@ dropped for a moment before closing, so the client reads the status instead of a
   answers /healthz there too, before routing).
 - shedding without the event loop's queue: a whole POST to /classify or /qa (head and body in one read)
   arriving while the worker's model pool is full or its body budget spent gets its 503 + Retry-After
-  right there, and the connection is closed.
+  right there; the connection is kept for the next request (closed for HTTP/1.0 or `Connection: close`).
 
 The body timeout is enforced in the ASGI layer (service/api/admission.py), where the response can be JSON.
 Configured from the environment (SKIMSERVE_*), like every worker's Settings; `service/cli.py` passes
@@ -29,6 +29,7 @@ Configured from the environment (SKIMSERVE_*), like every worker's Settings; `se
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import re
 import struct
@@ -46,6 +47,7 @@ except ImportError:  # httptools not installed
 
 from .. import metrics
 from ..config import Settings
+from ..pool import pool_slot
 from . import admission, fast_path
 from .body import is_json
 from .errors import RETRY_AFTER_S
@@ -58,6 +60,7 @@ HEALTH_RESPONSE = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconten
 BODY_HEADER = re.compile(rb"\r\n(content-length|transfer-encoding)\s*:", re.IGNORECASE)
 TRANSFER_ENCODING = re.compile(rb"transfer-encoding", re.IGNORECASE)
 CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,12})[ \t]*\r\n", re.IGNORECASE)
+CLOSE_HEADER = re.compile(rb"\r\nconnection:[^\r\n]*\bclose\b", re.IGNORECASE)
 LINGER_S = 1.0  # how long a refused connection keeps draining before it is closed
 H11_SLACK = 512 * 1024  # h11's own limit sits above ours (and above one asyncio read), so ours answers first
 
@@ -164,6 +167,20 @@ def waiting_requests() -> int:
 
 metrics.WAITING.append(waiting_requests)
 
+@functools.lru_cache(maxsize=64)
+def _shed_response(code: str, detail: str, keep: bool) -> bytes:
+    body = json.dumps({"detail": detail, "code": code}).encode()
+    return (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"retry-after: %s\r\n%s\r\n" % (len(body), RETRY_AFTER_S.encode(), b"" if keep else b"connection: close\r\n")
+            + body)
+
+
+@functools.lru_cache(maxsize=8)
+def _shed_metric(path: str):
+    return metrics.REQUEST_DURATION.labels(endpoint=path if path in admission.MODEL_ROUTES else "unmatched", model="",
+                                           status="503")
+
+
 _DEFAULT_HEADERS = [None, b""]  # uvicorn's default headers (date, server) as bytes, for the list they came from
 
 
@@ -208,11 +225,14 @@ class _Guards:
         if self._refused:
             return  # draining a refused connection
         waiting = self._awaiting_head()
+        slot = None
         if waiting and self._head_bytes == 0 and self._is_fresh():
             if self._is_health_probe(data):
                 return self._answer_health(data)
-            if data.startswith(b"POST /") and self._post(data):
-                return
+            if data.startswith(b"POST /"):
+                slot = self._post(data)
+                if slot is True:
+                    return
         if waiting:
             end = data.find(b"\r\n\r\n")
             if self._head_bytes + (end + 4 if end >= 0 else len(data)) > self.max_header_bytes:
@@ -222,7 +242,14 @@ class _Guards:
             self._head_bytes += len(data)
             if self._header_timer is None:
                 self._arm()
-        super().data_received(data)
+        if slot is not None:  # the request's ASGI task, created in there, starts with its pool place
+            token = pool_slot.set(slot)
+            try:
+                super().data_received(data)
+            finally:
+                pool_slot.reset(token)
+        else:
+            super().data_received(data)
         if self._awaiting_head():
             if self._head_bytes > self.max_header_bytes and not self.transport.is_closing():
                 self._refuse(431, "headers_too_large", f"request line and headers over {self.max_header_bytes} bytes")
@@ -235,49 +262,77 @@ class _Guards:
         return (data.startswith(HEALTH_LINES) and data.endswith(b"\r\n\r\n") and data.count(b"\r\n\r\n") == 1
                 and len(data) <= self.max_header_bytes and not BODY_HEADER.search(data))
 
-    def _post(self, data: bytes) -> bool:
-        """A whole POST (head and Content-Length body in this one chunk): shed (503) while the worker has
-        no room for it, or answered here when the fast path takes it; True when answered."""
+    def _post(self, data: bytes):
+        """A whole POST (head and Content-Length body in this one chunk), judged in this callback: shed (503)
+        while the worker has no room for it, else answered here when the fast path takes it, else, for a
+        model route, given its place in the pool here (WorkPool.reserve), which its ASGI task inherits
+        (admission.py uses it): the decision made here is final, so a request is never shed later, after
+        waiting in the loop's queue for its task to start. Returns True (answered), the Slot so taken, or
+        None (not this path's to judge: uvicorn's parser and the ASGI path take it)."""
         t0 = time.perf_counter()
         end = data.find(b"\r\n\r\n")
         if end < 0 or end > self.max_header_bytes:
-            return False
+            return None
         length = CONTENT_LENGTH.search(data, 0, end + 2)
         if length is None or len(data) != end + 4 + int(length.group(1)):
-            return False
-        return self._shed(data, end, int(length.group(1))) or self._answer_inline(data, end, t0)
+            return None
+        n = int(length.group(1))
+        if self._shed(data, end, n) or self._answer_inline(data, end, t0):
+            return True
+        return self._reserve(data, end)
+
+    def _request_line(self, data: bytes, end: int):
+        """(path, HTTP version) of a plain request line without Transfer-Encoding, else None."""
+        line = data[:data.find(b"\r\n")].split(b" ")
+        if len(line) != 3 or TRANSFER_ENCODING.search(data, 0, end) is not None:
+            return None
+        return line[1].partition(b"?")[0].decode("latin-1"), line[2]
 
     def _shed(self, data: bytes, end: int, length: int) -> bool:
-        """A whole POST to a model route while the worker has no room for it: 503 written here, then closed
-        (everything sent was read, so no reset). Under overload this is most requests, and each one costs
-        no ASGI task and never waits behind the loop's queue. Anything less clear-cut goes the ASGI way,
-        where admission.py sheds the same way."""
-        fast = fast_path.ACTIVE
-        if fast is not None:  # room for it (admission.shed's test, before any parsing)
-            pool = fast.dataplane.pool
-            if pool.admitted < pool.threads + pool.max_queue and length <= fast.body_budget.limit:
-                return False
+        """A whole POST to a model route while the worker has no room for it: 503 written here. Under
+        overload this is most requests, and each one costs no ASGI task and never waits behind the loop's
+        queue. Anything less clear-cut goes the ASGI way, where admission.py sheds the same way."""
         state = admission.ACTIVE
         if state is None:
             return False
         pool = state.pool
-        line = data[:data.find(b"\r\n")].split(b" ")
-        if len(line) != 3 or TRANSFER_ENCODING.search(data, 0, end) is not None:
+        if pool.admitted < pool.threads + pool.max_queue and length <= state.body_budget.limit:
+            return False  # room for it (admission.shed's test, before any parsing)
+        line = self._request_line(data, end)
+        if line is None:
             return False
-        path = line[1].partition(b"?")[0].decode("latin-1")
-        refusal = admission.shed(path, pool, state.body_budget, length)
+        refusal = admission.shed(line[0], state.pool, state.body_budget, length)
         if refusal is None:
             return False
+        return self._write_503(data, end, line, refusal)
+
+    def _reserve(self, data: bytes, end: int):
+        """The pool place of a model-route POST the fast path did not answer: the Slot, or True when the
+        pool filled up meanwhile (503 written), or None (not a model route, no admission state)."""
+        state = admission.ACTIVE
+        line = self._request_line(data, end) if state is not None else None
+        if line is None or line[0] not in admission.MODEL_ROUTES:
+            return None
+        slot = state.pool.reserve(bind=False)
+        if slot is not None:
+            return slot
+        return self._write_503(data, end, line, admission.pool_full(state.pool))
+
+    def _write_503(self, data: bytes, end: int, line, refusal) -> bool:
+        """The shed answer. The connection stays open for the client's next request (HTTP/1.1 without
+        `Connection: close`; else it is closed, everything sent having been read, so no reset): closing it
+        made every shed client reconnect, and under a closed loop of retries the accepts and new protocols
+        of those reconnections were most of the loop's work."""
         t0 = time.perf_counter()
         self._disarm()
-        status, code, detail, _ = refusal
-        body = json.dumps({"detail": detail, "code": code}).encode()
-        self.transport.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
-                             b"content-length: %d\r\nretry-after: %s\r\nconnection: close\r\n\r\n"
-                             % (len(body), RETRY_AFTER_S.encode()) + body)
-        self.transport.close()
-        metrics.REQUEST_DURATION.labels(endpoint=path if path in admission.MODEL_ROUTES else "unmatched", model="",
-                                        status="503").observe(time.perf_counter() - t0)
+        keep = line[1] == b"HTTP/1.1" and not CLOSE_HEADER.search(data, 0, end + 2)
+        self.transport.write(_shed_response(refusal[1], refusal[2], keep))
+        if not keep:
+            self.transport.close()
+        else:  # the parser never saw these bytes: the connection is between requests, as after a response
+            self._unset_keepalive_if_required()
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+        _shed_metric(line[0]).observe(time.perf_counter() - t0)
         return True
 
     def _answer_inline(self, data: bytes, end: int, t0: float) -> bool:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from .. import metrics
 from ..dataplane import Dataplane
 from ..registry import Registry
-from .body import read_json
+from .body import BATCH_KEYS, read_json
 from .errors import RETRY_AFTER_S, ApiError
 from .inputs import Threshold, parse_thresholds
 from .schemas import (BUDGET_DOC, THRESHOLD_DOC, BatchClassifyResponse, BatchQAResponse, ClassifyRequest, ClassifyResponse,
@@ -37,8 +37,10 @@ EXPLAIN_DOC = "Add each token with its span, read/skim decision and p_skim."
 
 async def read_body(request: Request, schema: type[BaseModel]) -> BaseModel:
     settings = request.app.state.settings
+    batch = BATCH_KEYS.get(request.scope["path"])
     try:  # validated where it was parsed (off the event loop for a big body)
-        return await read_json(request, settings.max_body_bytes, settings.max_text_bytes, schema.model_validate)
+        return await read_json(request, settings.max_body_bytes, settings.max_text_bytes, schema.model_validate,
+                               (batch, settings.max_batch) if batch else None)
     except ValidationError as exc:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
 
