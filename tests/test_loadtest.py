@@ -197,5 +197,6 @@ def test_committed_cpu_vs_gpu_report_is_what_report_writes_from_the_committed_ru
     title = report_md.splitlines()[0].removeprefix("# ")
     assert report.main([str(committed), "--out", str(tmp_path), "--title", title, "--no-plots"]) == 0
     assert (tmp_path / "REPORT.md").read_text(encoding="utf-8") == report_md
-    assert len(report.find_runs([str(committed)])) == 36  # 3 servers x 12 scenarios
+    # 3 servers x 12 classification scenarios + 2 servers (cpu, gpu) x 6 QA scenarios
+    assert len(report.find_runs([str(committed)])) == 48
     assert "## Side by side: who wins" in report_md
