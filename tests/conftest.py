@@ -49,3 +49,52 @@ def assert_same_layer_output(ref, out, where: str = "", tol: float = 1e-5) -> No
     if len(ref.hs):
         assert np.abs(out.hs - ref.hs).max() <= tol, where
         assert np.abs(out.p_skim - ref.p_skim).max() <= tol, where
+
+
+TIMINGS = {"latency_ms", "per_token_us"}  # the fields of an answer that differ from run to run
+
+
+def without_timings(value):
+    """An answer's JSON without its timings, to compare two paths' answers field for field."""
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if k not in TIMINGS}
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value
+
+
+class MemoryTransport:
+    """An asyncio transport that keeps what a protocol writes: tests drive uvicorn's protocols directly."""
+
+    def __init__(self):
+        self.out, self.closing = [], False
+
+    def write(self, data):
+        self.out.append(bytes(data))
+
+    def close(self):
+        self.closing = True
+
+    def is_closing(self):
+        return self.closing
+
+    def can_write_eof(self):
+        return False
+
+    def write_eof(self):
+        pass
+
+    def get_extra_info(self, key, default=None):
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 5000)}.get(key, default)
+
+    def set_protocol(self, protocol):
+        pass
+
+    def set_write_buffer_limits(self, *a, **k):
+        pass
+
+    def pause_reading(self):
+        pass
+
+    def resume_reading(self):
+        pass

@@ -6,23 +6,16 @@ tiny-*.)"""
 import pytest
 from fastapi.testclient import TestClient
 
+from conftest import without_timings
 from random_model import make_random_classifier, make_random_reader
 from service.api import fast_path
 from service.config import Settings
 from service.registry import Registry
 
-TIMINGS = {"latency_ms", "per_token_us"}
 TEXT = "the film was not very good but the acting was great ."
 CONTEXT = "the film was not very good but the acting was great . the plot was awful and boring !"
 QUESTION = "what was great ?"
 
-
-def without_timings(value):
-    if isinstance(value, dict):
-        return {k: without_timings(v) for k, v in value.items() if k not in TIMINGS}
-    if isinstance(value, list):
-        return [without_timings(v) for v in value]
-    return value
 
 
 @pytest.fixture(scope="module")

@@ -12,42 +12,13 @@ import uvicorn
 from fastapi.testclient import TestClient
 from uvicorn.server import ServerState
 
+from conftest import MemoryTransport, without_timings
 from random_model import make_random_classifier, make_random_reader
 from service.api.protocol import GuardedH11Protocol, GuardedHttpToolsProtocol
 from service.config import Settings
 from service.registry import Registry
 
-TIMINGS = {"latency_ms", "per_token_us"}
 TEXT = "the film was not very good but the acting was great ."
-
-
-class Transport:
-    def __init__(self):
-        self.out, self.closing = [], False
-
-    def write(self, data):
-        self.out.append(bytes(data))
-
-    def is_closing(self):
-        return self.closing
-
-    def close(self):
-        self.closing = True
-
-    def can_write_eof(self):
-        return False
-
-    def get_extra_info(self, key, default=None):
-        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 5000)}.get(key, default)
-
-    def set_write_buffer_limits(self, *a, **k):
-        pass
-
-    def pause_reading(self):
-        pass
-
-    def resume_reading(self):
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +42,7 @@ def protocol(app, cls=GuardedHttpToolsProtocol, keep_alive=5.0):
     state = ServerState()
     state.default_headers = [(b"date", b"Thu, 03 Dec 2026 00:00:00 GMT"), (b"server", b"uvicorn")]
     p = cls(config, state, {}, loop)
-    t = Transport()
+    t = MemoryTransport()
     p.connection_made(t)
     return p, t
 
@@ -82,7 +53,7 @@ def request(path: str, body: bytes, headers: dict | None = None, version: bytes 
     return b"\r\n".join(lines) + b"\r\n\r\n", body
 
 
-async def settle(t: Transport, p=None):
+async def settle(t: MemoryTransport, p=None):
     for _ in range(200):
         if t.out and b"\r\n\r\n" in b"".join(t.out):
             reply = b"".join(t.out)
@@ -92,13 +63,6 @@ async def settle(t: Transport, p=None):
                 return
         await asyncio.sleep(0.005)
 
-
-def without_timings(value):
-    if isinstance(value, dict):
-        return {k: without_timings(v) for k, v in value.items() if k not in TIMINGS}
-    if isinstance(value, list):
-        return [without_timings(v) for v in value]
-    return value
 
 
 def parse(reply: bytes):
@@ -293,7 +257,7 @@ def test_requests_waiting_unread_count_in_flight_at_a_scrape(app):
     from service import metrics
     from service.api import protocol as protocol_module
 
-    class SocketTransport(Transport):
+    class SocketTransport(MemoryTransport):
         def __init__(self, sock):
             super().__init__()
             self.sock = sock

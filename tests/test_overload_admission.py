@@ -15,6 +15,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+from conftest import MemoryTransport
 from random_model import make_random_classifier
 
 from service.api import create_app
@@ -275,38 +276,6 @@ def test_a_body_waiting_for_the_budget_holds_no_pool_place(client, monkeypatch):
 
 # --- the connection's own decision -----------------------------------------------------------------------
 
-class _Transport:
-    def __init__(self):
-        self.out, self.closing = [], False
-
-    def write(self, data):
-        self.out.append(data)
-
-    def close(self):
-        self.closing = True
-
-    def is_closing(self):
-        return self.closing
-
-    def get_extra_info(self, key, default=None):
-        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 5555)}.get(key, default)
-
-    def set_protocol(self, protocol):
-        pass
-
-    def pause_reading(self):
-        pass
-
-    def resume_reading(self):
-        pass
-
-    def can_write_eof(self):
-        return True
-
-    def write_eof(self):
-        pass
-
-
 @pytest.mark.parametrize("parser", ["httptools", "h11"])
 def test_the_connection_decides_once_and_keeps_the_connection(parser):
     """A whole POST to /classify: with room, the connection's callback takes its pool place and the
@@ -340,7 +309,7 @@ def test_the_connection_decides_once_and_keeps_the_connection(parser):
         config = uvicorn.Config(app=app, log_level="warning")
         config.load()
         protocol = guarded_protocol(parser)(config=config, server_state=ServerState(), app_state={})
-        transport = _Transport()
+        transport = MemoryTransport()
         protocol.connection_made(transport)
         protocol.data_received(request)
         assert pool.admitted == 1 and pool_slot.get() is None  # taken in the callback, not left in its context

@@ -142,18 +142,18 @@ def run_batch(torch, p, xs: list[np.ndarray], thresholds: list[float], mode: str
     mode = mode or default_mode(dev)
     if mode not in MODES:
         raise ValueError(f"unknown skim mode '{mode}' (known: {', '.join(MODES)})")
+    if mode == "cuda" and dev.type != "cuda":
+        raise ValueError("skim mode 'cuda' needs a CUDA device")
     lengths = [int(x.shape[0]) for x in xs]
     N, B, d = sum(lengths), len(xs), p.d
-    capped = budgets is not None and any(b is not None for b in budgets)
-    if capped and (mode != "cuda" or dev.type != "cuda" or gpu_cuda.kernel(torch, d, p.ds) is None):
+    on_cuda_kernel = mode == "cuda" and gpu_cuda.kernel(torch, d, p.ds) is not None
+    if budgets is not None and any(b is not None for b in budgets) and not on_cuda_kernel:
         return None
     if N == 0:
         return [np.zeros((0, d + 2), np.float32) for _ in xs]
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int32)
     thr_host = np.asarray(thresholds, np.float32)
-    if mode == "cuda" and dev.type != "cuda":
-        raise ValueError("skim mode 'cuda' needs a CUDA device")
-    if mode == "cuda" and gpu_cuda.kernel(torch, d, p.ds) is not None:
+    if on_cuda_kernel:
         # the tokens and the (6, B) int64 meta rows in one host->device copy: each copy costs ~10 µs or more
         meta = gpu_cuda.meta_rows(starts, lengths, thresholds, budgets or [None] * B)
         nx = N * xs[0].shape[1]
