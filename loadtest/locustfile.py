@@ -51,6 +51,7 @@ for _p in (ROOT, ROOT / "loadtest"):
         sys.path.insert(0, str(_p))
 
 from skimlog import SkimLog, find, layer_skim_rates  # noqa: E402,F401  (find: the scenarios read response fields)
+from texts import _data_root, _sample, load_labelled  # noqa: E402,F401  (shared with overload.py's driver, no locust)
 
 FALLBACK_SHORT = [
     "a gorgeous , witty , seductive movie .",
@@ -81,22 +82,6 @@ WAIT = float(os.environ.get("SKIMSERVE_WAIT", "0"))
 
 def task_model(task_name: str) -> str | None:
     return os.environ.get(f"SKIMSERVE_{task_name.upper()}_MODEL") or os.environ.get("SKIMSERVE_MODEL") or None
-
-
-def _data_root() -> Path:
-    try:
-        from training.data import data_dir
-
-        return data_dir()
-    except Exception:  # noqa: BLE001  (running from a copy without training/)
-        env = os.environ.get("SKIMSERVE_DATA")
-        return Path(env) if env else ROOT.parent / "shared" / "data"
-
-
-def _sample(items: list, n: int) -> list:
-    items = list(items)
-    random.Random(13).shuffle(items)
-    return items[:n]
 
 
 def load_texts(kind: str, n: int = N_TEXTS) -> list[str]:
@@ -212,18 +197,6 @@ class QAUser(_SkimUser):
         self._post("/qa", dict(self.rng.choice(self._texts)))
 
 
-def load_labelled(kind: str, n: int = N_TEXTS) -> list[tuple[str, int]]:
-    """(text, label index) from the test splits: 'short' = SST-2, 'long' = IMDb (training.data's layout)."""
-    root = _data_root()
-    if kind == "short":
-        with open(root / "sst2" / "test.txt", encoding="utf-8") as f:
-            rows = [(line.rstrip("\n").split(" ", 1)[1], int(line.split(" ", 1)[0])) for line in f if line.strip()]
-    else:
-        with gzip.open(root / "imdb" / "test.jsonl.gz", "rt", encoding="utf-8") as f:
-            rows = [(d["text"], int(d["label"])) for d in map(json.loads, f)]
-    return _sample(rows, n)
-
-
 class RequestLog:
     """One row per OverloadUser request: when, which kind, status, client latency, what the server applied
     (threshold, threshold_source) and whether the label was right. Written to PREFIX_requests.csv."""
@@ -272,7 +245,7 @@ class OverloadUser(FastHttpUser):
     def on_start(self):
         cls = type(self)
         if not cls._texts:
-            cls._texts = {"long": load_labelled("long"), "short": load_labelled("short")}
+            cls._texts = {"long": load_labelled("long", N_TEXTS), "short": load_labelled("short", N_TEXTS)}
         self.rng = random.Random(id(self))
         self.models = {k: task_model(k) for k in ("long", "short")}
         if USER_RATE:  # a random phase: users started together would otherwise fire in bursts, in step

@@ -43,22 +43,43 @@ def test_summary_counts_what_the_report_states():
     assert s["p99_ms"] == 93 and s["rate"] == pytest.approx(10.0)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("locust") is None, reason="locust not installed")
+def test_holds_needs_the_p99_and_no_refusal():
+    ok = {"answered": 10, "p99_ms": 19.0, "share_503": 0.0, "other_5xx": 0, "failed_other": 0}
+    assert overload.holds(ok, 20)
+    assert not overload.holds({**ok, "p99_ms": 21.0}, 20)
+    assert not overload.holds({**ok, "share_503": 0.001}, 20)
+    assert not overload.holds({**ok, "failed_other": 1}, 20) and not overload.holds({**ok, "answered": 0}, 20)
+
+
 def test_short_run_of_both_modes(tmp_path):
+    """The whole script with the open-loop driver, seconds long: throughput, the capacity search, a driver
+    check when Locust is there, both modes at 1x, the report and its plots (and --report-only rebuilds it)."""
     require_dataset("imdb", "test")
     require_dataset("sst2", "test")
     out = tmp_path / "overload"
-    assert overload.main(["--factors", "1", "--run-time", "4", "--capacity-time", "3", "--warmup", "1",
-                          "--capacity-users", "4", "--user-rate", "5", "--server-cpus", "", "--locust-cpus", "",
-                          "--out", str(out)]) == 0
+    check = ["--driver-check", "0.2"] if importlib.util.find_spec("locust") is not None else []
+    assert overload.main(["--factors", "1", "--run-time", "3", "--capacity-time", "2", "--warmup", "1",
+                          "--search", "0.2,0.3", "--search-time", "2", "--capacity-users", "4",
+                          "--server-cpus", "", "--client-cpus", "", "--out", str(out), *check]) == 0
     rec = json.loads((out / "overload.json").read_text())
-    assert rec["capacity"]["default"]["rate"] > 0 and rec["capacity"]["floor"]["rate"] > 0
-    assert set(rec["capacity"]["floor"]["thresholds"]) <= {"long 0.1", "short 0.1"}  # sent explicitly
+    sat = rec["saturation"]
+    assert sat["default"]["rate"] > 0 and sat["floor"]["rate"] > 0
+    assert set(sat["floor"]["thresholds"]) <= {"long 0.1", "short 0.1"}  # sent explicitly
+    assert [s["fraction"] for s in rec["search"]][:1] == [0.2]
+    held = [s["target_rate"] for s in rec["search"] if s["holds"]]
+    assert rec["capacity"]["rate"] == (held[-1] if held else rec["search"][0]["target_rate"])
     assert [(r["factor"], r["mode"]) for r in rec["runs"]] == [(1.0, "off"), (1.0, "on")]
     off, on = rec["runs"]
     assert off["share_load"] == 0 and set(off["thresholds"]) <= {"long 0.5", "short 0.5"}
     assert off["other_5xx"] == 0 and on["other_5xx"] == 0 and on["answered"] > 0
+    assert off["driver_lag_p99_ms"] is not None
     assert all(k.split()[1] in {"0.5", "0.4", "0.3", "0.2", "0.1"} for k in on["thresholds"])
+    if check:
+        assert [c["driver"] for c in rec["driver_check"]] == ["locust", "openloop"]
+        assert all(c["answered"] > 0 for c in rec["driver_check"])
     report = (out / "REPORT.md").read_text()
-    assert "| 1x | off |" in report and "| 1x | on |" in report
+    assert "| 1x | off |" in report and "| 1x | on |" in report and "Capacity search" in report
     assert (out / "latency_vs_load.png").stat().st_size > 0 and (out / "thresholds_over_time.png").exists()
+    (out / "REPORT.md").unlink()
+    assert overload.main(["--report-only", "--out", str(out)]) == 0
+    assert (out / "REPORT.md").read_text() == report
