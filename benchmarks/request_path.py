@@ -79,10 +79,11 @@ def read_response(recv) -> tuple[int, bytes]:
 
 
 class LiveServer:
-    def __init__(self, models_dir: str, model: str):
+    def __init__(self, models_dir: str, model: str, cpus: str | None = None):
         self.port = _free_port()
         env = {**os.environ, "SKIMSERVE_LOG_LEVEL": "warning"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "service", "serve", "--models-dir", models_dir, "--port",
+        pin = ["taskset", "-c", cpus] if cpus else []
+        self.proc = subprocess.Popen([*pin, sys.executable, "-m", "service", "serve", "--models-dir", models_dir, "--port",
                                       str(self.port), "--workers", "1", "--default-model", model], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 120
@@ -262,14 +263,22 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    multi = (os.cpu_count() or 1) > 1
+    p.add_argument("--server-cpus", default="0" if multi else "",
+                   help="taskset CPU list of the live server (default CPU 0 on a multi-core machine; '' = unpinned)")
+    p.add_argument("--client-cpus", default="1" if multi else "",
+                   help="CPUs of this process: the raw-socket client and every in-process stage (default CPU 1)")
     args = p.parse_args(argv)
+    if args.client_cpus and hasattr(os, "sched_setaffinity"):  # before the server starts: it is pinned apart
+        os.sched_setaffinity(0, {int(c) for c in args.client_cpus.split(",")})
 
     model = build_model(load_artifact(Path(args.models_dir) / args.model), "fast")
     sets = {"imdb-long": [ex.text for ex in data.load("imdb", "test", args.data_dir)
                           if len(model.tokenize(ex.text)) >= 250][:args.texts],
             "sst2-short": [ex.text for ex in data.load("sst2", "test", args.data_dir, args.texts)]}
     thresholds = {"1.0": 1.0, "default": model.default_threshold}
-    server, app = LiveServer(args.models_dir, args.model), InProcessApp(args.models_dir, args.model)
+    server = LiveServer(args.models_dir, args.model, args.server_cpus or None)
+    app = InProcessApp(args.models_dir, args.model)
     proto = InProcessProtocol(app)
     routes_app = InProcessApp(args.models_dir, args.model, fast_path=False)
     stages: dict[tuple, dict[str, list]] = {}
@@ -321,6 +330,7 @@ def main(argv=None):
     from training.evaluate import cpu_name
 
     result = {"model": args.model, "default_threshold": model.default_threshold, "texts": args.texts,
+              "server_cpus": args.server_cpus, "client_cpus": args.client_cpus,
               "rounds": args.rounds, "cpu": cpu_name(), "cores": os.cpu_count(),
               "date": datetime.date.today().isoformat(), "rows": rows,
               "http_speedup_default_vs_1.0": ratios, "model_speedup_default_vs_1.0": model_ratios,
@@ -334,7 +344,8 @@ def main(argv=None):
     lines = [f"# Request path: where the time of one /classify request goes ({args.model})", "",
              f"`{result['command']}` on {result['cpu']} ({result['cores']} cores), {result['date']}; medians in µs "
              f"over {args.texts} texts x {args.rounds} rounds, one keep-alive connection (a raw-socket client), "
-             "one worker.", "",
+             f"one worker; server on CPU {args.server_cpus or 'any'}, client and in-process stages on CPU "
+             f"{args.client_cpus or 'any'} (so transport includes the wake-ups across cores).", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
     lines += ["", "Whole request (http), default threshold against 1.0: " +
