@@ -179,6 +179,45 @@ def test_forced_decisions():
         fast.run_layer_forced(LayerWeights(w.W_ih, w.W_hh, w.b), x, np.zeros(40, bool))
 
 
+def _forced_reference(w, x, mask):
+    """service/cells/gated.run_reference with the decisions given (p_skim computed as it computes it)."""
+    from service.cells.gated import lstm_step, sigmoid
+
+    d, ds = w.hidden_size, w.small_size
+    h, c = np.zeros(d, np.float32), np.zeros(d, np.float32)
+    hs, p = np.zeros((len(x), d), np.float32), np.zeros(len(x), np.float32)
+    for t, xt in enumerate(x):
+        z = w.Wd @ np.concatenate([xt, h]) + w.bd
+        p[t] = sigmoid(z[1] - z[0])
+        if mask[t]:
+            h_s, c_s = lstm_step(w.Ws_ih, w.Ws_hh, w.bs, xt, h, c[:ds])
+            h, c = np.concatenate([h_s, h[ds:]]), np.concatenate([c_s, c[ds:]])
+        else:
+            h, c = lstm_step(w.W_ih, w.W_hh, w.b, xt, h, c)
+        hs[t] = h
+    return hs, p
+
+
+@needs_ext
+@pytest.mark.parametrize("pattern", ["long runs", "read every 7th", "first only", "alternate", "skim first"])
+def test_skim_runs_reuse_only_what_a_skim_leaves(pattern):
+    """Along a run of skims the kernel keeps the decision's and the small cell's parts over h[d':] (a skim
+    step does not change them) and recomputes them after a read: long runs, isolated reads, a read at the
+    very start or never after it, alternation; states and p_skim as the reference's with the same decisions."""
+    rng = np.random.default_rng(11)
+    T = 200
+    mask = {"long runs": (np.arange(T) // 25) % 2 == 1, "read every 7th": np.arange(T) % 7 != 0,
+            "first only": np.arange(T) > 0, "alternate": np.arange(T) % 2 == 1,
+            "skim first": np.arange(T) < 150}[pattern]
+    for e, d, ds in [(50, 100, 10), (30, 37, 5), (16, 24, 1)]:
+        w = _layer(rng, e, d, ds)
+        x = rng.standard_normal((T, e)).astype(np.float32)
+        hs, p = _forced_reference(w, x, mask)
+        out = fast.run_layer_forced(w, x, mask)
+        np.testing.assert_allclose(out.hs, hs, atol=2e-5, err_msg=f"{pattern} d={d} d'={ds}")
+        np.testing.assert_allclose(out.p_skim, p, atol=2e-5, err_msg=f"{pattern} d={d} d'={ds}")
+
+
 @needs_ext
 def test_input_checks_and_layouts():
     rng = np.random.default_rng(8)

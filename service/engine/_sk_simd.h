@@ -22,6 +22,13 @@
 
 #define PANEL 64
 
+/* 64-byte aligned work space (freed with free(); MSVC has no aligned_alloc: plain malloc there) */
+#ifdef _WIN32
+#define SK_ALIGNED_ALLOC(n) malloc(n)
+#else
+#define SK_ALIGNED_ALLOC(n) aligned_alloc(64, (n))
+#endif
+
 static int g_use_avx2 = 0;
 
 static inline int r8(int r) { return (r + 7) & ~7; }
@@ -42,6 +49,19 @@ static void mv_scalar(const float *P, int R8, int K, const float *v, const float
             for (int r = 0; r < w; r++) acc[r] += col[r] * vk;
         }
         for (int r = 0; r < w; r++) out[p0 + r] = acc[r];
+        blk += (size_t)K * w;
+    }
+}
+
+/* out = init + P[:, k0:k1] v[k0:k1]: the columns k0..k1-1 of a panel-packed matrix (columns are contiguous
+ * within a panel, so a column range is a sub-panel of the same width) */
+static inline void mv_cols_scalar(const float *P, int R8, int K, int k0, int k1, const float *v, const float *init,
+                           float *out)
+{
+    const float *blk = P;
+    for (int p0 = 0; p0 < R8; p0 += PANEL) {
+        int w = R8 - p0 < PANEL ? R8 - p0 : PANEL;
+        mv_scalar(blk + (size_t)k0 * w, w, k1 - k0, v + k0, init + p0, out + p0);
         blk += (size_t)K * w;
     }
 }
@@ -112,7 +132,7 @@ MV_PANEL_FN(6)
 MV_PANEL_FN(7)
 MV_PANEL_FN(8)
 
-SK_AVX2 static void panel_any(int w, const float *blk, int K, const float *v, const float *init, float *out)
+SK_AVX2 static inline __attribute__((always_inline)) void panel_any(int w, const float *blk, int K, const float *v, const float *init, float *out)
 {
     switch (w >> 3) {
     case 1: panel_1(blk, K, v, init, out); break;
@@ -132,6 +152,17 @@ SK_AVX2 static void mv_avx2(const float *P, int R8, int K, const float *v, const
     for (int p0 = 0; p0 < R8; p0 += PANEL) {
         int w = R8 - p0 < PANEL ? R8 - p0 : PANEL;
         panel_any(w, blk, K, v, init + p0, out + p0);
+        blk += (size_t)K * w;
+    }
+}
+
+SK_AVX2 static inline void mv_cols_avx2(const float *P, int R8, int K, int k0, int k1, const float *v, const float *init,
+                                 float *out)
+{
+    const float *blk = P;
+    for (int p0 = 0; p0 < R8; p0 += PANEL) {
+        int w = R8 - p0 < PANEL ? R8 - p0 : PANEL;
+        panel_any(w, blk + (size_t)k0 * w, k1 - k0, v + k0, init + p0, out + p0);
         blk += (size_t)K * w;
     }
 }
@@ -292,6 +323,15 @@ static inline void mv(const float *P, int R8, int K, const float *v, const float
     if (g_use_avx2) { mv_avx2(P, R8, K, v, init, out); return; }
 #endif
     mv_scalar(P, R8, K, v, init, out);
+}
+
+static inline void mv_cols(const float *P, int R8, int K, int k0, int k1, const float *v, const float *init,
+                           float *out)
+{
+#if SK_X86
+    if (g_use_avx2) { mv_cols_avx2(P, R8, K, k0, k1, v, init, out); return; }
+#endif
+    mv_cols_scalar(P, R8, K, k0, k1, v, init, out);
 }
 
 /* out[t] = P x[t] + bias for t < n (out rows ldo apart) */

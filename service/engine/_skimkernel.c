@@ -102,7 +102,9 @@ static float *workspace(size_t nfloats)
 {
     if (nfloats > g_ws_cap) {
         free(g_ws);
-        g_ws = malloc(nfloats * sizeof(float) + 64);
+        /* 64-byte aligned: the buffers carved from it sit 64 bytes apart, so their 32-byte loads never
+         * straddle cache lines */
+        g_ws = SK_ALIGNED_ALLOC((nfloats * sizeof(float) + 64 + 63) / 64 * 64);
         g_ws_cap = g_ws ? nfloats : 0;
     }
     return g_ws;
@@ -114,7 +116,8 @@ static inline size_t r16(size_t n) { return (n + 15) & ~(size_t)15; }  /* 64-byt
  * Per block of TBLOCK tokens: XS = input parts of the small cell and of the decision (one GEMM).
  * Every step: the decision's logits z = XS[t][RS:RS+2] + Wd_h h_{t-1} (two dot products) and the small
  * cell's gate inputs S = XS[t][:RS] + Ws_hh h_{t-1} (one small matvec, independent of the decision: both
- * run together), p_skim, the decision; then a skim step applies the small cell's gates to S (h[:d'], c[:d']
+ * run together; their parts over h[d':] kept across skims, below), p_skim, the decision; then a skim
+ * step applies the small cell's gates to S (h[:d'], c[:d']
  * change; with d' = 0, a skip layer, there is no small cell: the step is the decision only, h and c carry
  * over) and a read step runs the big cell in the cheaper of two forms:
  *   (A) W_ih x_t + b, then + W_hh h_{t-1}: two matvecs streaming the big weights, nothing precomputed;
@@ -124,8 +127,11 @@ static inline size_t r16(size_t n) { return (n + 15) & ~(size_t)15; }  /* 64-byt
  *       for CHUNK tokens), and the reads among them use form B.
  * Reads in runs are thus served at GEMM speed and isolated reads stream the weights once; the choice
  * depends only on the sequence's own decisions (deterministic).  Both forms compute the same sums in
- * another order.  FLOPs beyond service/flops.py's count: the small cell's recurrent matvec on read steps
- * (8 d' d per read) and, in form B, the projections of tokens of a window that end up skimmed. */
+ * another order.  FLOPs beyond service/flops.py's count: the small cell's recurrent matvec over h[:d'] on
+ * read steps (8 d'^2 per read) and, in form B, the projections of tokens of a window that end up skimmed.
+ * FLOPs below it: along a run of skims, the decision's and the small cell's parts over h[d':] are computed
+ * once, after the read before it (a skim step leaves h[d':] as it was), so a skim step costs about
+ * d'/d of the count's recurrent part. */
 typedef struct { long long allowance, read, skim; } Budget;  /* allowance < 0: no budget */
 
 static int skim_loop(const Weights *W, const float *x, int T, float thr, const uint8_t *mask, int pre_reads,
@@ -133,13 +139,20 @@ static int skim_loop(const Weights *W, const float *x, int T, float thr, const u
 {
     const int e = W->e, d = W->d, ds = W->ds, RB = W->RB, RS = W->RS, RX = W->RX;
     const size_t nh = r16(d + 8), nG = r16(RB + 8), nS = r16(RS + 8), nXS = r16((size_t)TBLOCK * RX + 8);
-    float *ws = workspace(2 * nh + nG + nS + nXS + r16((size_t)CHUNK * RB + 8));
+    float *ws = workspace(2 * nh + nG + 4 * nS + nXS + r16((size_t)CHUNK * RB + 8));
     if (!ws) return -1;
-    float *h = ws, *c = h + nh, *G = c + nh, *S = G + nG, *XS = S + nS, *XB = XS + nXS;
-    memset(ws, 0, (2 * nh + nG + nS) * sizeof(float));
+    float *h = ws, *c = h + nh, *G = c + nh, *S = G + nG, *SB = S + nS, *SI = SB + nS, *Z = SI + nS;
+    float *XS = Z + nS, *XB = XS + nXS;
+    memset(ws, 0, (2 * nh + nG + 4 * nS) * sizeof(float));
     unsigned recent = 0;                       /* bit i: step t-i was a read */
     int pre_from = 0, pre_to = 0, pre_windows = 0;
     long long spent = 0;
+    /* A skim step changes h[:d'] only, so the parts of the decision and of the small cell's recurrent
+     * matvec over h[d':] (zb0, zb1, SB) stay valid along a run of skims: computed again only after a read
+     * (stale), each step then adds the parts over h[:d'] (d' of d columns). The sums run in another order
+     * than one pass over h (agreement to rounding, as before). */
+    float zb0 = 0.0f, zb1 = 0.0f;
+    int stale = 1;
     for (int t = 0; t < T; t++) {
         const int tb = t % TBLOCK;
         if (tb == 0) {
@@ -147,9 +160,19 @@ static int skim_loop(const Weights *W, const float *x, int T, float thr, const u
             gemm(W->sx, RX, e, x + (size_t)t * e, (size_t)e, n, W->sx_b, XS, (size_t)RX);
         }
         const float *xs = XS + (size_t)tb * RX;
+        if (stale) {
+            dot2(W->wdh + ds, W->wdh + d + ds, h + ds, d - ds, &zb0, &zb1);
+            if (ds) mv_cols(W->sh, RS, d, ds, d, h, Z, SB);
+            stale = 0;
+        }
         float z0, z1;
-        dot2(W->wdh, W->wdh + d, h, d, &z0, &z1);
-        if (ds) mv(W->sh, RS, d, h, xs, S);
+        dot2(W->wdh, W->wdh + d, h, ds, &z0, &z1);
+        z0 += zb0;
+        z1 += zb1;
+        if (ds) {
+            for (int r = 0; r < RS; r++) SI[r] = xs[r] + SB[r];
+            mv_cols(W->sh, RS, d, 0, ds, h, SI, S);
+        }
         const float ps = p_skim(xs[RS] + z0, xs[RS + 1] + z1);
         int sk = mask ? (mask[t] != 0) : (ps > thr);
         if (B->allowance >= 0) {   /* the budget caps: read only if the rest can still be skimmed within it */
@@ -176,6 +199,7 @@ static int skim_loop(const Weights *W, const float *x, int T, float thr, const u
                 mv(W->big_h, RB, d, h, G, G);
             }
             gates(G, d, c, h);
+            stale = 1;
         }
         memcpy(hs + (size_t)t * d, h, (size_t)d * sizeof(float));
     }

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..cells.antman_modules import Dense, LGPDense, LGPShuffle, LowRankLGP, Module
 from . import _antmankernel as _k  # ImportError when the extension was not built -> reference fallback
-from .fast import _panels, _r8, packed as _cached
+from .fast import _panels, _r8, aligned_zeros, packed as _cached
 from .layer import LayerOutput
 
 META_VERSION = 1
@@ -65,7 +65,7 @@ class Packed:
                 add(f"{name}.{i}", np.concatenate([_panels(blocks[k]) for k in range(g)]))
                 meta += [g, rows, cols, int(shuffle), offsets[f"{name}.{i}"]]
             prods += meta + [0] * (5 * (MAX_STAGES - len(chain)))
-        self.blob = np.zeros(sum(_r8(p.size) for p in parts) + 8, np.float32)
+        self.blob = aligned_zeros(sum(_r8(p.size) for p in parts) + 8)
         pos = 0
         for p in parts:
             self.blob[pos:pos + p.size] = p
