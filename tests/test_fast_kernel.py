@@ -219,6 +219,23 @@ def test_skim_runs_reuse_only_what_a_skim_leaves(pattern):
 
 
 @needs_ext
+def test_last_state_only_is_the_last_row():
+    """run_layer(last_only=True): hs is the last state of the full run, bit for bit, in every form (dense,
+    skim loop, budget, T = 1), and the decisions and p_skim are the same."""
+    rng = np.random.default_rng(12)
+    w = _layer(rng, 30, 37, 5)
+    for T in (1, 2, 7, 150):
+        x = rng.standard_normal((T, 30)).astype(np.float32)
+        for thr in (0.0, 0.5, 1.0):
+            full, last = fast.run_layer(w, x, thr), fast.run_layer(w, x, thr, None, True)
+            assert last.hs.shape == (1, 37) and np.array_equal(last.hs[0], full.hs[-1]), (T, thr)
+            assert np.array_equal(last.skim, full.skim) and np.array_equal(last.p_skim, full.p_skim)
+    dense = LayerWeights(w.W_ih, w.W_hh, w.b)
+    x = rng.standard_normal((20, 30)).astype(np.float32)
+    assert np.array_equal(fast.run_layer(dense, x, 0.5, None, True).hs[0], fast.run_layer(dense, x, 0.5).hs[-1])
+
+
+@needs_ext
 def test_input_checks_and_layouts():
     rng = np.random.default_rng(8)
     w = _layer(rng, 16, 24, 4)
@@ -278,7 +295,8 @@ def test_classifier_prepares_at_load(random_models_dir):
 @pytest.mark.parametrize("name", ["tiny-skim", "tiny-lstm"])
 def test_classifier_lean_forward_equals_the_stack(random_models_dir, name):
     """forward_all's direct call of the kernel (one forward layer on 'fast') gives exactly what the stack
-    gives: the same decisions, states, logits, probabilities and cost; budgets < 1 keep the stack."""
+    gives: the same decisions, last state, logits, probabilities and cost (it keeps the last state only);
+    budgets < 1 keep the stack."""
     m = Classifier(load_artifact(random_models_dir / name), "fast")
     assert m._lean is not None
     texts = ["good", "this film was not very good , but the acting was great .", "the plot " * 40]
@@ -292,7 +310,9 @@ def test_classifier_lean_forward_equals_the_stack(random_models_dir, name):
                 finally:
                     m._lean = lean_layer
                 assert np.array_equal(lean.layer.skim, stack.layer.skim)
-                assert np.array_equal(lean.layer.hs, stack.layer.hs) and np.array_equal(lean.logits, stack.logits)
+                assert lean.layer.hs.shape == (1, stack.layer.hs.shape[1])  # the last state only
+                assert np.array_equal(lean.layer.hs[-1], stack.layer.hs[-1])
+                assert np.array_equal(lean.logits, stack.logits) and np.array_equal(lean.layer.p_skim, stack.layer.p_skim)
                 assert lean.probabilities == stack.probabilities and lean.label == stack.label
                 a, b = lean.cost, stack.cost
                 assert (a.tokens, a.skimmed, a.flops, a.flops_full) == (b.tokens, b.skimmed, b.flops, b.flops_full)

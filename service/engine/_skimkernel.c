@@ -14,6 +14,8 @@
  *
  * Entry points (arrays are C-contiguous float32 buffers unless stated; blob/meta: see unpack()):
  *   run(blob, meta, x, T, threshold, mask, hs, skim, p, pre_reads[, allowance, read_cost, skim_cost]) -> int
+ *       hs: T x d floats (every state), or exactly d floats for the last state only (a classifier's head
+ *       reads nothing else: no T x d buffer to fault in per request).
  *       one layer in its cheaper form: dense_loop when no token can be skimmed (plain LSTM, threshold >= 1
  *       or NaN, no budget; returns -1), else the per-token skim loop (skim_loop; returns how many
  *       input-projection windows it computed).  mask: empty -> decide by threshold; T bytes -> forced
@@ -135,7 +137,7 @@ static inline size_t r16(size_t n) { return (n + 15) & ~(size_t)15; }  /* 64-byt
 typedef struct { long long allowance, read, skim; } Budget;  /* allowance < 0: no budget */
 
 static int skim_loop(const Weights *W, const float *x, int T, float thr, const uint8_t *mask, int pre_reads,
-                     const Budget *B, float *hs, uint8_t *skim, float *p, int *n_pre)
+                     const Budget *B, float *hs, size_t hs_step, uint8_t *skim, float *p, int *n_pre)
 {
     const int e = W->e, d = W->d, ds = W->ds, RB = W->RB, RS = W->RS, RX = W->RX;
     const size_t nh = r16(d + 8), nG = r16(RB + 8), nS = r16(RS + 8), nXS = r16((size_t)TBLOCK * RX + 8);
@@ -201,7 +203,7 @@ static int skim_loop(const Weights *W, const float *x, int T, float thr, const u
             gates(G, d, c, h);
             stale = 1;
         }
-        memcpy(hs + (size_t)t * d, h, (size_t)d * sizeof(float));
+        if (hs_step || t == T - 1) memcpy(hs + (size_t)t * hs_step, h, (size_t)d * sizeof(float));
     }
     if (n_pre) *n_pre = pre_windows;
     return 0;
@@ -209,7 +211,7 @@ static int skim_loop(const Weights *W, const float *x, int T, float thr, const u
 
 /* Every token read: per block of TBLOCK tokens, the input projections as one GEMM, then per step W_hh h_{t-1}
  * and the gates.  A skim layer (decide != 0) also gets p_skim (its input part from the same kind of GEMM). */
-static int dense_loop(const Weights *W, const float *x, int T, int decide, float *hs, float *p)
+static int dense_loop(const Weights *W, const float *x, int T, int decide, float *hs, size_t hs_step, float *p)
 {
     const int e = W->e, d = W->d, RB = W->RB, RS = W->RS, RX = W->RX;
     const size_t nh = r16(d + 8), nG = r16(RB + 8), nXP = r16((size_t)TBLOCK * RB + 8);
@@ -232,7 +234,7 @@ static int dense_loop(const Weights *W, const float *x, int T, int decide, float
         }
         mv(W->big_h, RB, d, h, XP + (size_t)tb * RB, G);
         gates(G, d, c, h);
-        memcpy(hs + (size_t)t * d, h, (size_t)d * sizeof(float));
+        if (hs_step || t == T - 1) memcpy(hs + (size_t)t * hs_step, h, (size_t)d * sizeof(float));
     }
     return 0;
 }
@@ -266,7 +268,9 @@ static PyObject *py_run(PyObject *self, PyObject *args)
     Weights W;
     if (!unpack(&blob, &meta, &W)) goto done;
     if (T < 0) { PyErr_SetString(PyExc_ValueError, "T < 0"); goto done; }
-    if (!need(&x, (Py_ssize_t)T * W.e * 4, "x") || !need(&hs, (Py_ssize_t)T * W.d * 4, "hs") ||
+    /* hs of exactly d floats: the last state only (hs_step 0) */
+    const size_t hs_step = (hs.len == (Py_ssize_t)W.d * 4 && T > 1) ? 0 : (size_t)W.d;
+    if (!need(&x, (Py_ssize_t)T * W.e * 4, "x") || !need(&hs, (Py_ssize_t)(hs_step ? T : 1) * W.d * 4, "hs") ||
         !need(&sk, T, "skim") || !need(&p, (Py_ssize_t)T * 4, "p"))
         goto done;
     if (mask.len != 0 && (!W.skims || !need(&mask, T, "mask"))) {
@@ -284,10 +288,10 @@ static PyObject *py_run(PyObject *self, PyObject *args)
     if (dense) {
         memset(sk.buf, 0, (size_t)T);
         if (!W.skims) memset(p.buf, 0, (size_t)T * 4);
-        rc = dense_loop(&W, x.buf, T, W.skims, hs.buf, p.buf);
+        rc = dense_loop(&W, x.buf, T, W.skims, hs.buf, hs_step, p.buf);
     } else {
         rc = skim_loop(&W, x.buf, T, thr, mask.len ? (const uint8_t *)mask.buf : NULL, pre_reads, &B, hs.buf,
-                       sk.buf, p.buf, &n_pre);
+                       hs_step, sk.buf, p.buf, &n_pre);
     }
     Py_END_ALLOW_THREADS
     if (rc) { PyErr_NoMemory(); goto done; }

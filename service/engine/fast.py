@@ -156,13 +156,17 @@ def no_skim_possible(threshold: float) -> bool:
     return not np.float32(threshold) < 1.0
 
 
-def run_layer(w: LayerWeights, x: np.ndarray, threshold: float, budget: LayerBudget | None = None) -> LayerOutput:
+def run_layer(w: LayerWeights, x: np.ndarray, threshold: float, budget: LayerBudget | None = None,
+              last_only: bool = False) -> LayerOutput:
     """reference.run_layer's contract; the C side picks the dense form when no token can be skimmed.
-    budget: the layer's FLOP cap (service/engine/budget.py), enforced in the C loop by the same rule."""
+    budget: the layer's FLOP cap (service/engine/budget.py), enforced in the C loop by the same rule.
+    last_only: hs holds the last state only, shape (1, d) (T >= 1): what a classifier's head reads; a
+    T x d buffer is fresh memory each request (about 50 page faults for a long review)."""
     P = packed(w)
     x = _check_x(P, x)
     T = x.shape[0]
-    hs, skim, p = np.empty((T, P.d), np.float32), np.empty(T, np.bool_), np.empty(T, np.float32)
+    hs = np.empty((1 if last_only and T else T, P.d), np.float32)
+    skim, p = np.empty(T, np.bool_), np.empty(T, np.float32)
     if T:
         cap = () if budget is None else (budget.allowance, budget.read, budget.skim)
         _k.run(P.blob, P.meta, x, T, threshold, b"", hs, skim, p, PRE_READS, *cap)

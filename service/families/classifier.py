@@ -62,8 +62,10 @@ class Classifier(ServedModel):
     def head_flops(self) -> int:
         return F.head_flops(self.stack.output_size, len(self.labels))
 
-    def forward_all(self, ids: np.ndarray, threshold: float,
-                    budget: float | None = None) -> tuple[np.ndarray, list[LayerResult]]:
+    def forward_all(self, ids: np.ndarray, threshold: float, budget: float | None = None,
+                    all_states: bool = False) -> tuple[np.ndarray, list[LayerResult]]:
+        """(logits, each layer's result). all_states=False lets the lean path keep only the last state
+        of its layer (out.hs is (1, d) then): what a request needs."""
         capped = budget is not None and budget < 1.0
         if self.runner is not None and not capped:  # one graph: its whole time is the layer's
             (logits, out), seconds = timed(self.runner.forward, ids, threshold)
@@ -71,11 +73,12 @@ class Classifier(ServedModel):
         lean = self._lean
         if lean is not None and not capped and type(threshold) is float and len(ids):
             # what the stack does for its one layer (embed, run, time it, the head on the last state),
-            # without its per-request dispatch; tests/test_fast_kernel.py holds the two equal
+            # without its per-request dispatch and keeping the last state only (out.hs is (1, d));
+            # tests/test_fast_kernel.py holds the two equal
             layer, run = lean
             x = embed_rows(self.embedding, ids)
             t0 = time.perf_counter()
-            out = run(layer.weights, x, threshold)
+            out = run(layer.weights, x, threshold, None, not all_states)  # the head reads the last state
             seconds = time.perf_counter() - t0
             return self.head_W @ out.hs[-1] + self.head_b, [LayerResult(layer, out, threshold, seconds)]
         # a budget runs layer by layer (the ONNX graph has no budget input: the stack reroutes, logged)
@@ -85,7 +88,7 @@ class Classifier(ServedModel):
 
     def forward(self, ids: np.ndarray, threshold: float) -> tuple[np.ndarray, LayerOutput]:
         """(logits, the first layer's output): the single-layer view evaluation and benchmarks use."""
-        logits, results = self.forward_all(ids, threshold)
+        logits, results = self.forward_all(ids, threshold, all_states=True)
         return logits, results[0].out
 
     def layer_cost(self, out: LayerOutput) -> F.LayerCost:
