@@ -67,6 +67,14 @@ class FakeServer:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self):
+        async def shutdown():  # the connections' handlers end before the loop does
+            self.server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
 
