@@ -176,8 +176,9 @@ class InProcessApp:
         self.loop.close()
 
 
-class _Transport:
-    """What the protocol writes to, in memory."""
+class MemoryTransport:
+    """An asyncio transport that keeps what a protocol writes, in memory: this benchmark and the tests
+    (tests/conftest.py) drive uvicorn's protocols directly with it."""
 
     def __init__(self):
         self.out, self.closing = [], False
@@ -185,14 +186,23 @@ class _Transport:
     def write(self, data):
         self.out.append(bytes(data))
 
-    def is_closing(self):
-        return self.closing
-
     def close(self):
         self.closing = True
 
+    def is_closing(self):
+        return self.closing
+
+    def can_write_eof(self):
+        return False
+
+    def write_eof(self):
+        pass
+
     def get_extra_info(self, key, default=None):
         return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 5000)}.get(key, default)
+
+    def set_protocol(self, protocol):
+        pass
 
     def set_write_buffer_limits(self, *a, **k):
         pass
@@ -222,7 +232,7 @@ class InProcessProtocol:
         server_state = ServerState()
         server_state.default_headers = [(b"date", b"Thu, 03 Dec 2026 00:00:00 GMT"), (b"server", b"uvicorn")]
         self.protocol = guarded_protocol()(config, server_state, {}, self.loop)
-        self.transport = _Transport()
+        self.transport = MemoryTransport()
         self.protocol.connection_made(self.transport)
 
     def post(self, path: str, body: bytes) -> tuple[float, dict]:

@@ -1,4 +1,5 @@
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,9 @@ from random_model import make_random_classifier
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = ROOT / "models"
+if str(ROOT) not in sys.path:  # benchmarks/ is read from the checkout
+    sys.path.insert(0, str(ROOT))
+from benchmarks.request_path import MemoryTransport  # noqa: E402,F401  (the tests' in-memory transport too)
 
 
 @pytest.fixture(scope="session")
@@ -61,40 +65,3 @@ def without_timings(value):
     if isinstance(value, list):
         return [without_timings(v) for v in value]
     return value
-
-
-class MemoryTransport:
-    """An asyncio transport that keeps what a protocol writes: tests drive uvicorn's protocols directly."""
-
-    def __init__(self):
-        self.out, self.closing = [], False
-
-    def write(self, data):
-        self.out.append(bytes(data))
-
-    def close(self):
-        self.closing = True
-
-    def is_closing(self):
-        return self.closing
-
-    def can_write_eof(self):
-        return False
-
-    def write_eof(self):
-        pass
-
-    def get_extra_info(self, key, default=None):
-        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 5000)}.get(key, default)
-
-    def set_protocol(self, protocol):
-        pass
-
-    def set_write_buffer_limits(self, *a, **k):
-        pass
-
-    def pause_reading(self):
-        pass
-
-    def resume_reading(self):
-        pass

@@ -78,6 +78,12 @@ class FakeServer:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
 
 @pytest.fixture
 def labels():
@@ -100,12 +106,9 @@ def test_requests_are_built_once_deterministic_and_valid():
 def test_open_loop_keeps_its_schedule_while_answers_are_slow(labels):
     """20 ms answers, 200 requests/s over 1 s: a closed loop of one connection would send about 50; the
     open loop sends about 200 on its own schedule, and each latency includes the full delay."""
-    server = FakeServer(delay=0.02)
-    try:
+    with FakeServer(delay=0.02) as server:
         reqs = openloop.build_requests(TEXTS, MODELS, n=100, batch=2)
         rows = openloop.run(server.url, reqs, rate=200, seconds=1.0, connections=64, label_names=labels)
-    finally:
-        server.stop()
     assert 130 <= len(rows) <= 280  # Poisson: 200 expected
     assert all(r["status"] == 200 and r["latency_ms"] >= 19 for r in rows)
     assert all(r["correct"] == 2 and r["source"] == "load" and r["threshold"] == 0.3 for r in rows)
@@ -116,35 +119,26 @@ def test_open_loop_keeps_its_schedule_while_answers_are_slow(labels):
 def test_too_few_connections_show_as_driver_lag(labels):
     """One connection, 20 ms answers, 100 requests/s: requests wait for the connection here, and that wait
     is in their latency and in lag_ms (what the report shows as the driver's own delay)."""
-    server = FakeServer(delay=0.02)
-    try:
+    with FakeServer(delay=0.02) as server:
         rows = openloop.run(server.url, openloop.build_requests(TEXTS, MODELS, n=10), rate=100, seconds=0.5,
                             connections=1, label_names=labels)
-    finally:
-        server.stop()
     lags = sorted(r["lag_ms"] for r in rows)
     assert lags[-1] > 50 and rows[-1]["latency_ms"] >= rows[-1]["lag_ms"]
 
 
 def test_closed_loop_sends_back_to_back(labels):
-    server = FakeServer(delay=0.01)
-    try:
+    with FakeServer(delay=0.01) as server:
         rows = openloop.run(server.url, openloop.build_requests(TEXTS, MODELS, n=10), rate=0, seconds=0.5,
                             connections=2, label_names=labels)
-    finally:
-        server.stop()
     assert 40 <= len(rows) <= 110  # 2 connections x 0.5 s / 10 ms, minus scheduling
     assert server.connections == 2
 
 
 @pytest.mark.parametrize("close", [False, True])
 def test_errors_are_counted_and_connections_reopened(labels, close, tmp_path):
-    server = FakeServer(status_every=4, status=503, close=close)
-    try:
+    with FakeServer(status_every=4, status=503, close=close) as server:
         rows = openloop.run(server.url, openloop.build_requests(TEXTS, MODELS, n=10), rate=0, seconds=0.3,
                             connections=1, label_names=labels)
-    finally:
-        server.stop()
     statuses = [r["status"] for r in rows]
     assert statuses.count(503) == len(rows) // 4 and set(statuses) == {200, 503}
     assert all(r["correct"] == "" for r in rows if r["status"] == 503)
@@ -170,10 +164,7 @@ def test_refused_connection_is_status_0(labels):
 
 def test_an_answer_later_than_the_timeout_is_given_up(labels):
     """A client gives up: a request unanswered `timeout` s after it was due is status 0, not a late 200."""
-    server = FakeServer(delay=0.3)
-    try:
+    with FakeServer(delay=0.3) as server:
         rows = openloop.run(server.url, openloop.build_requests(TEXTS, MODELS, n=5), rate=20, seconds=0.3,
                             connections=4, label_names=labels, timeout=0.1)
-    finally:
-        server.stop()
     assert rows and all(r["status"] == 0 and 95 <= r["latency_ms"] < 250 for r in rows)
