@@ -6,6 +6,8 @@ on one machine, driven by one load generator (wrk, Debian's `wrk` package).
 
 Servers (each started here, one at a time busy; all with uvicorn's access log off):
 - skimserve: `python -m service serve --models-dir models` with its defaults (workers, kernel, model);
+- skimserve-no-poll: the same with `--idle-poll-us 0` (what the idle poll of service/api/idle_poll.py is
+  worth, side by side);
 - fastapi-onnx: what most users would write, a FastAPI endpoint around ONNX Runtime on the model's
   model.onnx, with the same tokenizer (benchmarks/peers/fastapi_onnx.py), uvicorn defaults;
 - litserve: the same model in LitServe (PyPI `litserve`), in its own venv (.bench/litserve-venv, built
@@ -49,6 +51,7 @@ SETS = {"sst2-short": ("sst2", "sst2-skim"), "imdb-long": ("imdb", "imdb-skim")}
 # 16 connections: no pinning (wrk's two threads and the server share the cores as the scheduler likes).
 PLACEMENTS = ((1, "one core"), (1, "two cores"), (16, "any"))
 PEERS = ("fastapi-onnx", "litserve")
+NO_POLL = "skimserve-no-poll"
 
 
 def free_port() -> int:
@@ -114,12 +117,12 @@ class Server:
             pass
 
 
-def skimserve(models_dir: str) -> Server:
+def skimserve(models_dir: str, name: str = "skimserve", extra: tuple[str, ...] = ()) -> Server:
     def path(thr):
         return "/classify" if thr is None else f"/classify?threshold={thr}"
 
-    return Server("skimserve", [sys.executable, "-m", "service", "serve", "--models-dir", models_dir, "--port",
-                                "{port}", "--log-level", "warning"], {}, path,
+    return Server(name, [sys.executable, "-m", "service", "serve", "--models-dir", models_dir, "--port",
+                         "{port}", "--log-level", "warning", *extra], {}, path,
                   lambda text, thr: json.dumps({"text": text}).encode(), "a fine film")
 
 
@@ -225,6 +228,8 @@ def main(argv=None):
 
     work = Path(tempfile.mkdtemp(prefix="skimserve-http-"))
     main_server = skimserve(args.models_dir)  # serves both models; the route names the model
+    # the same server with its idle poll off (service/api/idle_poll.py): what the poll is worth, side by side
+    no_poll = skimserve(args.models_dir, NO_POLL, ("--idle-poll-us", "0"))
     trivial = peer("trivial", "")
     raw: dict[tuple, list[dict]] = {}
     model_times: dict[tuple, list[float]] = {}
@@ -239,17 +244,17 @@ def main(argv=None):
             try:
                 for name in PEERS:  # one by one: a peer that does not come up stops those already started
                     peers[name] = peer(name, model_dir)
-                servers = {"skimserve": main_server, **peers, "trivial": trivial}
+                servers = {"skimserve": main_server, NO_POLL: no_poll, **peers, "trivial": trivial}
                 # skimserve names the model in the query; the peers serve only this one
                 def path_of(name, thr):
-                    if name == "skimserve":
+                    if name in ("skimserve", NO_POLL):
                         return f"/classify?model={model}" + ("" if thr is None else f"&threshold={thr}")
                     return servers[name].path(thr)
 
                 files = {}
                 for name, server in servers.items():
                     for thr_name, thr in (("1.0", 1.0), ("default", None)):
-                        body_thr = None if name == "skimserve" else (default if thr is None else thr)
+                        body_thr = None if name in ("skimserve", NO_POLL) else (default if thr is None else thr)
                         f = work / f"{set_name}-{name}-{thr_name}.jsonl"
                         f.write_text("\n".join(server.body(t, body_thr).decode() for t in texts) + "\n")
                         files[(name, thr_name)] = f
@@ -274,6 +279,7 @@ def main(argv=None):
                     server.stop()
     finally:
         main_server.stop()
+        no_poll.stop()
         trivial.stop()
         shutil.rmtree(work, ignore_errors=True)
 
@@ -355,7 +361,8 @@ def markdown(result: dict) -> str:
               "); the peers get it in the body. model_p50_us: skimserve's own `latency_ms`, from a sequential "
               "pass over the same texts; outside_p50_us = p50_us - model_p50_us. cpus: where the server (all "
               "its processes and threads) and wrk ran: `one core` both pinned to the first CPU, `two cores` the "
-              "server on the first and wrk on the second, `any` unpinned."]
+              "server on the first and wrk on the second, `any` unpinned. skimserve-no-poll: skimserve with "
+              "`--idle-poll-us 0` (its event loop sleeps as soon as it has answered; service/api/idle_poll.py)."]
     return "\n".join(lines) + "\n"
 
 

@@ -31,6 +31,7 @@ EXPECTED = {
     "max_queue": ("SKIMSERVE_MAX_QUEUE", 64),
     "inline_max_bytes": ("SKIMSERVE_INLINE_MAX_BYTES", 4096),
     "fast_path": ("SKIMSERVE_FAST_PATH", True),
+    "idle_poll_us": ("SKIMSERVE_IDLE_POLL_US", 50),
     "onnx_threads": ("SKIMSERVE_ONNX_THREADS", 1),
     "onnx_opt_level": ("SKIMSERVE_ONNX_OPT_LEVEL", "all"),
     "torch_device": ("SKIMSERVE_TORCH_DEVICE", "cuda"),
@@ -53,7 +54,7 @@ EXPECTED = {
 OTHER = {"models_dir": "/m", "host": "0.0.0.0", "port": "9001", "workers": "3", "kernel": "reference",
          "default_model": "sst2-skim", "max_text_bytes": "10", "max_tokens": "11", "max_batch": "12",
          "max_answer_tokens": "30", "pool_threads": "5", "max_queue": "0", "inline_max_bytes": "0",
-         "fast_path": "false", "onnx_threads": "2",
+         "fast_path": "false", "idle_poll_us": "0", "onnx_threads": "2",
          "onnx_opt_level": "basic", "torch_device": "cuda:1", "gpu_batch_size": "16",
          "gpu_batch_wait_ms": "2.5", "log_level": "debug",
          "access_log": "true", "latency_objective_ms": "20.0", "min_threshold": "0.2"}

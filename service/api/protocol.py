@@ -49,6 +49,7 @@ from .. import metrics
 from ..config import Settings
 from ..pool import pool_slot
 from . import admission, fast_path
+from .idle_poll import idle_poll
 from .body import is_json
 from .errors import RETRY_AFTER_S
 
@@ -199,11 +200,13 @@ class _Guards:
     `_is_fresh`)."""
     header_timeout: float | None = None
     max_header_bytes: int | None = None
+    idle_poll = None  # this worker's IdlePoll (service/api/idle_poll.py)
 
     def __init__(self, config, *args, **kwargs):
         if _Guards.header_timeout is None:
             settings = Settings.from_env()
             _Guards.header_timeout, _Guards.max_header_bytes = settings.header_timeout, settings.max_header_bytes
+            _Guards.idle_poll = idle_poll(settings)
         config.h11_max_incomplete_event_size = self.max_header_bytes + H11_SLACK
         super().__init__(config, *args, **kwargs)
         self._header_timer = None
@@ -370,6 +373,7 @@ class _Guards:
                                                                                    self._idle_check)
         self._head_bytes = 0
         metrics.observe_request(route.path, model, STATUS_TEXT[status], time.perf_counter() - t0)
+        self.idle_poll.answered(self.loop)  # the client's next request, if it comes at once, finds the loop awake
         return True
 
     def _idle_check(self) -> None:
@@ -398,6 +402,7 @@ class _Guards:
     def on_response_complete(self) -> None:
         super().on_response_complete()
         self._head_bytes = 0  # the next request on this connection starts its own head
+        self.idle_poll.answered(self.loop)
 
     def _arm(self) -> None:
         self._disarm()
