@@ -6,8 +6,9 @@ on one machine, driven by one load generator (wrk, Debian's `wrk` package).
 
 Servers (each started here, one at a time busy; all with uvicorn's access log off):
 - skimserve: `python -m service serve --models-dir models` with its defaults (workers, kernel, model);
-- skimserve-no-poll: the same with `--idle-poll-us 0` (what the idle poll of service/api/idle_poll.py is
-  worth, side by side);
+- skimserve-no-poll or skimserve-poll: the same with the idle poll of service/api/idle_poll.py set the
+  other way from what its default chose on this machine (`--idle-poll-us 0` where it polls, `50` where
+  it does not): what the poll is worth here, side by side;
 - fastapi-onnx: what most users would write, a FastAPI endpoint around ONNX Runtime on the model's
   model.onnx, with the same tokenizer (benchmarks/peers/fastapi_onnx.py), uvicorn defaults;
 - litserve: the same model in LitServe (PyPI `litserve`), in its own venv (.bench/litserve-venv, built
@@ -51,7 +52,20 @@ SETS = {"sst2-short": ("sst2", "sst2-skim"), "imdb-long": ("imdb", "imdb-skim")}
 # 16 connections: no pinning (wrk's two threads and the server share the cores as the scheduler likes).
 PLACEMENTS = ((1, "one core"), (1, "two cores"), (16, "any"))
 PEERS = ("fastapi-onnx", "litserve")
-NO_POLL = "skimserve-no-poll"
+NO_POLL, POLL = "skimserve-no-poll", "skimserve-poll"
+
+
+def auto_poll_us() -> int:
+    from service.api.idle_poll import auto_us
+
+    return auto_us()
+
+
+def other_poll() -> tuple[str, tuple[str, str]]:
+    """The second skimserve: its idle poll set the other way from the default's choice on this machine."""
+    from service.api.idle_poll import AUTO_US, auto_us
+
+    return (NO_POLL, ("--idle-poll-us", "0")) if auto_us() else (POLL, ("--idle-poll-us", str(AUTO_US)))
 
 
 def free_port() -> int:
@@ -228,8 +242,9 @@ def main(argv=None):
 
     work = Path(tempfile.mkdtemp(prefix="skimserve-http-"))
     main_server = skimserve(args.models_dir)  # serves both models; the route names the model
-    # the same server with its idle poll off (service/api/idle_poll.py): what the poll is worth, side by side
-    no_poll = skimserve(args.models_dir, NO_POLL, ("--idle-poll-us", "0"))
+    # the same server with its idle poll set the other way (service/api/idle_poll.py): what it is worth here
+    other_name, other_args = other_poll()
+    other = skimserve(args.models_dir, other_name, other_args)
     trivial = peer("trivial", "")
     raw: dict[tuple, list[dict]] = {}
     model_times: dict[tuple, list[float]] = {}
@@ -244,17 +259,17 @@ def main(argv=None):
             try:
                 for name in PEERS:  # one by one: a peer that does not come up stops those already started
                     peers[name] = peer(name, model_dir)
-                servers = {"skimserve": main_server, NO_POLL: no_poll, **peers, "trivial": trivial}
+                servers = {"skimserve": main_server, other_name: other, **peers, "trivial": trivial}
                 # skimserve names the model in the query; the peers serve only this one
                 def path_of(name, thr):
-                    if name in ("skimserve", NO_POLL):
+                    if name in ("skimserve", other_name):
                         return f"/classify?model={model}" + ("" if thr is None else f"&threshold={thr}")
                     return servers[name].path(thr)
 
                 files = {}
                 for name, server in servers.items():
                     for thr_name, thr in (("1.0", 1.0), ("default", None)):
-                        body_thr = None if name in ("skimserve", NO_POLL) else (default if thr is None else thr)
+                        body_thr = None if name in ("skimserve", other_name) else (default if thr is None else thr)
                         f = work / f"{set_name}-{name}-{thr_name}.jsonl"
                         f.write_text("\n".join(server.body(t, body_thr).decode() for t in texts) + "\n")
                         files[(name, thr_name)] = f
@@ -279,7 +294,7 @@ def main(argv=None):
                     server.stop()
     finally:
         main_server.stop()
-        no_poll.stop()
+        other.stop()
         trivial.stop()
         shutil.rmtree(work, ignore_errors=True)
 
@@ -298,7 +313,7 @@ def main(argv=None):
     checks = must_show(by)
     result = {"date": datetime.date.today().isoformat(), "cpu": cpu_name(), "cores": os.cpu_count(),
               "texts": args.texts, "rounds": args.rounds, "duration_s": args.duration,
-              "default_thresholds": defaults,
+              "default_thresholds": defaults, "idle_poll_default_us": auto_poll_us(),
               "versions": {"litserve": package_version(litserve_python(), "litserve"),
                            "uvicorn": package_version(sys.executable, "uvicorn"),
                            "fastapi": package_version(sys.executable, "fastapi"),
@@ -361,8 +376,10 @@ def markdown(result: dict) -> str:
               "); the peers get it in the body. model_p50_us: skimserve's own `latency_ms`, from a sequential "
               "pass over the same texts; outside_p50_us = p50_us - model_p50_us. cpus: where the server (all "
               "its processes and threads) and wrk ran: `one core` both pinned to the first CPU, `two cores` the "
-              "server on the first and wrk on the second, `any` unpinned. skimserve-no-poll: skimserve with "
-              "`--idle-poll-us 0` (its event loop sleeps as soon as it has answered; service/api/idle_poll.py)."]
+              "server on the first and wrk on the second, `any` unpinned. skimserve runs with its defaults; its idle "
+              f"poll (service/api/idle_poll.py) was {result.get('idle_poll_default_us', '?')} µs here (unset: 50 "
+              "where the guest kernel does not halt-poll, else 0); skimserve-no-poll / skimserve-poll: the same "
+              "server with `--idle-poll-us 0` / `50`, whichever the default is not."]
     return "\n".join(lines) + "\n"
 
 

@@ -96,10 +96,12 @@ class Settings(BaseSettings):
                                   "loop (a thread hop costs more than their model time); larger ones on the "
                                   "pool; 0 = always the pool (also what gpu_batch_size > 1 implies: batching needs "
                                   "concurrent requests on the pool's threads)")
-    idle_poll_us: int = Field(50, ge=0, le=100_000, description="after an answer, the worker's event loop keeps "
-                              "polling for this many microseconds before it sleeps, so a client's next request "
-                              "finds it awake (service/api/idle_poll.py); never on a worker with as many workers "
-                              "as CPUs or with model jobs running; 0 = off")
+    idle_poll_us: int | None = Field(None, ge=0, le=100_000, description="after an answer, the worker's event "
+                                     "loop keeps polling for this many microseconds before it sleeps, so a "
+                                     "client's next request finds it awake (service/api/idle_poll.py); never "
+                                     "on a worker with as many workers as CPUs or with model jobs running; "
+                                     "0 = off; unset: 50 where the guest kernel does not halt-poll (cpuidle "
+                                     "haltpoll, guest_halt_poll_ns 0), else off")
     fast_path: bool = Field(True, description="answer valid /classify and /qa requests in plain ASGI "
                             "(service/api/fast_path.py); false: every request through the FastAPI routes")
     # --- latency objective (service/loadcontrol.py) ---

@@ -31,7 +31,7 @@ EXPECTED = {
     "max_queue": ("SKIMSERVE_MAX_QUEUE", 64),
     "inline_max_bytes": ("SKIMSERVE_INLINE_MAX_BYTES", 4096),
     "fast_path": ("SKIMSERVE_FAST_PATH", True),
-    "idle_poll_us": ("SKIMSERVE_IDLE_POLL_US", 50),
+    "idle_poll_us": ("SKIMSERVE_IDLE_POLL_US", None),
     "onnx_threads": ("SKIMSERVE_ONNX_THREADS", 1),
     "onnx_opt_level": ("SKIMSERVE_ONNX_OPT_LEVEL", "all"),
     "torch_device": ("SKIMSERVE_TORCH_DEVICE", "cuda"),

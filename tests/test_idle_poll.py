@@ -78,7 +78,38 @@ def test_setting_reaches_the_worker(monkeypatch):
     assert idle_poll.idle_poll(Settings(idle_poll_us=80)).seconds == pytest.approx(80e-6)
     monkeypatch.setattr(idle_poll, "POLL", None)
     assert idle_poll.idle_poll(Settings(idle_poll_us=0)).seconds == 0.0
-    assert Settings().idle_poll_us == 50
+    assert Settings().idle_poll_us is None  # unset: the machine decides (auto_us)
+    for auto in (0, 50):
+        monkeypatch.setattr(idle_poll, "POLL", None)
+        monkeypatch.setattr(idle_poll, "auto_us", lambda: auto)
+        assert idle_poll.idle_poll(Settings()).seconds == pytest.approx(auto * 1e-6)
+
+
+@pytest.mark.parametrize("driver,halt_poll_ns,expected", [
+    ("haltpoll\n", "0\n", idle_poll.AUTO_US),  # the guest never polls before it halts: we do
+    ("haltpoll\n", "200000\n", 0),  # the guest polls itself
+    ("none\n", "0\n", 0), ("intel_idle\n", "0\n", 0),  # no haltpoll driver (bare metal, other VMs)
+    ("haltpoll\n", "x\n", 0), (None, "0\n", 0),  # unreadable: off
+])
+def test_auto_polls_only_where_the_guest_does_not(tmp_path, driver, halt_poll_ns, expected):
+    d, h = tmp_path / "driver", tmp_path / "ns"
+    if driver is not None:
+        d.write_text(driver)
+    h.write_text(halt_poll_ns)
+    assert idle_poll.auto_us(str(d), str(h)) == expected
+
+
+def test_a_worker_pinned_after_its_start_stops_polling(monkeypatch):
+    monkeypatch.setattr(admission, "ACTIVE", None)
+    monkeypatch.setattr(idle_poll, "RECHECK_S", 0.0)  # judge the affinity at every answer
+    cpus = [2]
+    poll = IdlePoll(0.002, workers=1, cpus=lambda: cpus[0])
+    assert _run_for(poll, 0.01)[0] > 0
+    cpus[0] = 1  # taskset -p onto one core
+    ticks = poll.ticks
+    assert _run_for(poll, 0.01)[0] == ticks  # no new ticks
+    cpus[0] = 2
+    assert _run_for(poll, 0.01)[0] > ticks
 
 
 @pytest.mark.parametrize("split", [False, True])  # one chunk: answered inline; head then body: the ASGI way
