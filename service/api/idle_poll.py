@@ -5,7 +5,7 @@ interactive caller) finds the worker asleep: its event loop blocked in epoll, it
 costs a scheduler wake-up and, on a VM whose guest does not halt-poll (cpuidle `haltpoll` with
 `guest_halt_poll_ns` = 0, as on the 2-core Xeon Firecracker VMs this was measured on), an exit to the
 hypervisor and an interrupt across cores: there a trivial FastAPI endpoint took twice as long per request
-with the client on the other core as on the same one (docs/request-path.md, "Idle polling"). So after an answer the loop is kept busy
+with the client on the other core as on the same one (docs/request-path.md, "Round three: idle polling"). So after an answer the loop is kept busy
 for up to `idle_poll_us` (one ready callback that re-schedules itself, so the loop polls its sockets
 with a zero timeout) and a request arriving meanwhile is read with no wake-up at all: the trade Linux's
 own halt-polling and SO_BUSY_POLL make, CPU for latency, done where this server can make it.
