@@ -166,6 +166,25 @@ def test_vocabulary_scan_equals_tokens_then_dict_lookup():
         T.Vocabulary(["<pad>", "the"], "<unk>")
 
 
+def test_vocabulary_table_finds_long_words_and_words_sharing_a_head():
+    """The table keeps each word's first 11 bytes in its entry: words longer than that, up to and past 255
+    bytes, and words that share their first 11 bytes with others or with an unknown word, are each found as
+    themselves (ids against the dict, one token at a time and all in one text)."""
+    from service import tokenizer as tk
+
+    if tk._scan_ids is None:
+        pytest.skip("service._tokenscan not built")
+    heads = ["abcdefghijk", "abcdefghij", "zz"]
+    words = ["<pad>", "<unk>"] + [h + "x" * k for h in heads for k in (0, 1, 2, 5, 244, 245, 246, 300)]
+    words += ["caf\u00e9" * 4, "\u00e9t\u00e9" * 6]  # multi-byte UTF-8 across the 11-byte head
+    vocab = T.Vocabulary(words, "<unk>")
+    unknown = ["abcdefghijkq", "abcdefghijkxxxy", "abcdefghij" + "x" * 301, "zzx" * 3]
+    for word in words[2:] + unknown:
+        assert vocab.ids(vocab.tokenize(word)).tolist() == [vocab.index.get(word, vocab.unk_id)], word[:20]
+    text = " ".join(words[2:] + unknown)
+    assert vocab.ids(vocab.tokenize(text)).tolist() == [vocab.index.get(w, vocab.unk_id) for w in words[2:] + unknown]
+
+
 def test_gather_equals_fancy_indexing():
     import numpy as np
 
