@@ -55,17 +55,11 @@ PEERS = ("fastapi-onnx", "litserve")
 NO_POLL, POLL = "skimserve-no-poll", "skimserve-poll"
 
 
-def auto_poll_us() -> int:
-    from service.api.idle_poll import auto_us
-
-    return auto_us()
-
-
-def other_poll() -> tuple[str, tuple[str, str]]:
+def other_poll(default_us: int) -> tuple[str, tuple[str, str]]:
     """The second skimserve: its idle poll set the other way from the default's choice on this machine."""
-    from service.api.idle_poll import AUTO_US, auto_us
+    from service.api.idle_poll import AUTO_US
 
-    return (NO_POLL, ("--idle-poll-us", "0")) if auto_us() else (POLL, ("--idle-poll-us", str(AUTO_US)))
+    return (NO_POLL, ("--idle-poll-us", "0")) if default_us else (POLL, ("--idle-poll-us", str(AUTO_US)))
 
 
 def free_port() -> int:
@@ -243,7 +237,10 @@ def main(argv=None):
     work = Path(tempfile.mkdtemp(prefix="skimserve-http-"))
     main_server = skimserve(args.models_dir)  # serves both models; the route names the model
     # the same server with its idle poll set the other way (service/api/idle_poll.py): what it is worth here
-    other_name, other_args = other_poll()
+    from service.api.idle_poll import auto_us
+
+    poll_default_us = auto_us()  # what skimserve's default chose here
+    other_name, other_args = other_poll(poll_default_us)
     other = skimserve(args.models_dir, other_name, other_args)
     trivial = peer("trivial", "")
     raw: dict[tuple, list[dict]] = {}
@@ -313,7 +310,7 @@ def main(argv=None):
     checks = must_show(by)
     result = {"date": datetime.date.today().isoformat(), "cpu": cpu_name(), "cores": os.cpu_count(),
               "texts": args.texts, "rounds": args.rounds, "duration_s": args.duration,
-              "default_thresholds": defaults, "idle_poll_default_us": auto_poll_us(),
+              "default_thresholds": defaults, "idle_poll_default_us": poll_default_us,
               "versions": {"litserve": package_version(litserve_python(), "litserve"),
                            "uvicorn": package_version(sys.executable, "uvicorn"),
                            "fastapi": package_version(sys.executable, "fastapi"),

@@ -102,8 +102,8 @@ class Tokens(Sequence):
 class Vocabulary:
     """A model's word -> id map: the dict is the definition; the compiled table (service/_tokenscan.c,
     about 1.4 MB in one block for 35k words, one cache line per lookup of a short word, where the dict and
-    its str keys spread several MB over the heap) is what a
-    request uses, scanning text straight to ids. tests/test_tokenizer_fast.py holds the two equal."""
+    its str keys spread several MB over the heap) is what a request uses, scanning text straight to ids.
+    tests/test_tokenizer_fast.py holds the two equal."""
 
     def __init__(self, words: list[str], unk: str):
         self.index = {w: i for i, w in enumerate(words)}

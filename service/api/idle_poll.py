@@ -14,8 +14,8 @@ It costs at most `idle_poll_us` of CPU per idle stretch, and only when the CPU h
 for this worker. Unset (the default), it is on (AUTO_US) only where the guest kernel does not poll
 itself: cpuidle's `haltpoll` driver with `guest_halt_poll_ns` 0, the machine it was measured to help on.
 Elsewhere (bare metal, or a VM whose idle is cheap to leave) it was measured not to help: on a 2-core AMD
-EPYC VM (cpuidle driver `none`) whole requests were no faster with it and long reviews ~10% slower
-(benchmarks/results/http.md keeps a server with the opposite choice side by side). It does not poll:
+EPYC VM (cpuidle driver `none`) it moved whole requests by no more than that machine's noise, either way,
+in two runs (benchmarks/results/http.md keeps a server with the opposite choice side by side). It does not poll:
 - when the worker may run on no more CPUs than there are workers (under `taskset` on one core, or as
   many workers as cores): there the poll would take the CPU the client, or another worker, needs next.
   Re-judged every RECHECK_S, so a worker pinned after its start follows within a second;
